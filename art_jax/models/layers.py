@@ -1,0 +1,266 @@
+"""Building blocks shared by the backbone, the text tower and the ART heads.
+
+Shapes: `(..., L, C)` token sequences; attention heads split C into
+`(H, C // H)`. Every parameter carries logical axis names from
+`art_jax.sharding`. Parameter names follow the PyTorch modules they port
+(`c_fc`/`c_proj` of CLIP's MLP, `q`/`k`/`v`/`out` projections), so that
+weight conversion stays a table of renames.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from art_jax import sharding as sh
+
+Dtype = Any
+Initializer = Callable[..., jax.Array]
+
+zeros = nn.initializers.zeros
+ones = nn.initializers.ones
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+  """CLIP's activation: x * sigmoid(1.702 x)."""
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+def dense(
+    features: int,
+    axes: tuple[str, str],
+    *,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    use_bias: bool = True,
+    kernel_init: Initializer = nn.initializers.lecun_normal(),
+    bias_init: Initializer = zeros,
+    name: str | None = None,
+) -> nn.Dense:
+  """nn.Dense whose kernel is named `axes` = (in, out) and bias `(out,)`."""
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+      bias_init=nn.with_logical_partitioning(bias_init, (axes[1],)),
+      name=name,
+  )
+
+
+class LayerNorm(nn.Module):
+  """LayerNorm computed in float32 and cast back (as CLIP's fp16-safe LN).
+
+  Attributes:
+    epsilon: 1e-5, PyTorch's default, so converted weights match.
+    axis_name: logical name of the feature axis.
+  """
+
+  epsilon: float = 1e-5
+  axis_name: str = sh.EMBED
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    ln = nn.LayerNorm(
+        epsilon=self.epsilon,
+        dtype=jnp.float32,
+        param_dtype=self.param_dtype,
+        scale_init=nn.with_logical_partitioning(ones, (self.axis_name,)),
+        bias_init=nn.with_logical_partitioning(zeros, (self.axis_name,)),
+        name="ln",
+    )
+    return ln(x.astype(jnp.float32)).astype(x.dtype)
+
+
+class HeadsProjection(nn.Module):
+  """(..., C) -> (..., H, K): the q/k/v projection of one attention."""
+
+  num_heads: int
+  head_dim: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Initializer = nn.initializers.lecun_normal(
+      in_axis=0, out_axis=(1, 2)
+  )
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param(
+        "kernel",
+        nn.with_logical_partitioning(self.kernel_init, (sh.EMBED, sh.HEADS, sh.KV)),
+        (x.shape[-1], self.num_heads, self.head_dim),
+        self.param_dtype,
+    )
+    y = jnp.einsum("...c,chk->...hk", x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param(
+          "bias",
+          nn.with_logical_partitioning(zeros, (sh.HEADS, sh.KV)),
+          (self.num_heads, self.head_dim),
+          self.param_dtype,
+      )
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+class HeadsMerge(nn.Module):
+  """(..., H, K) -> (..., C): the output projection of one attention."""
+
+  features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Initializer = nn.initializers.lecun_normal(
+      in_axis=(0, 1), out_axis=2
+  )
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param(
+        "kernel",
+        nn.with_logical_partitioning(self.kernel_init, (sh.HEADS, sh.KV, sh.EMBED)),
+        (x.shape[-2], x.shape[-1], self.features),
+        self.param_dtype,
+    )
+    bias = self.param(
+        "bias",
+        nn.with_logical_partitioning(self.bias_init, (sh.EMBED,)),
+        (self.features,),
+        self.param_dtype,
+    )
+    y = jnp.einsum("...hk,hkc->...c", x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+def attention_weights(
+    q: jax.Array, k: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+  """Softmax attention probabilities (..., H, Lq, Lk), computed in float32.
+
+  q: (..., Lq, H, K); k: (..., Lk, H, K); mask broadcastable to
+  (..., H, Lq, Lk), True where attending is allowed.
+  """
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("...qhk,...lhk->...hql", q, k,
+                      preferred_element_type=jnp.float32) * scale
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head attention from `x` (queries) to `context` (keys, values).
+
+  Attributes:
+    num_heads: number of heads H; the head width is C // H.
+    out_kernel_init / out_bias_init: UniFormerV2's Extractor zero-initialises
+      its output projection, so the block starts as the identity.
+
+  Returns `(out, weights)`: out (..., Lq, C); weights (..., H, Lq, Lk) in
+  float32 when `return_weights`, else None.
+  """
+
+  num_heads: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  qkv_kernel_init: Initializer = nn.initializers.lecun_normal(
+      in_axis=0, out_axis=(1, 2)
+  )
+  out_kernel_init: Initializer = nn.initializers.lecun_normal(
+      in_axis=(0, 1), out_axis=2
+  )
+  out_bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(
+      self,
+      x: jax.Array,
+      context: jax.Array | None = None,
+      mask: jax.Array | None = None,
+      return_weights: bool = False,
+  ) -> tuple[jax.Array, jax.Array | None]:
+    context = x if context is None else context
+    features = x.shape[-1]
+    if features % self.num_heads:
+      raise ValueError(
+          f"width {features} is not divisible by num_heads={self.num_heads}"
+      )
+    head_dim = features // self.num_heads
+    proj = lambda name: HeadsProjection(
+        self.num_heads, head_dim, dtype=self.dtype,
+        param_dtype=self.param_dtype, kernel_init=self.qkv_kernel_init,
+        name=name)
+    q, k, v = proj("query")(x), proj("key")(context), proj("value")(context)
+    weights = attention_weights(q, k, mask)
+    out = jnp.einsum("...hql,...lhk->...qhk", weights.astype(self.dtype), v)
+    out = HeadsMerge(
+        features, dtype=self.dtype, param_dtype=self.param_dtype,
+        kernel_init=self.out_kernel_init, bias_init=self.out_bias_init,
+        name="out")(out)
+    return out, (weights if return_weights else None)
+
+
+class Mlp(nn.Module):
+  """c_fc -> activation -> dropout -> c_proj, as CLIP's and UniFormerV2's MLPs.
+
+  Attributes:
+    hidden: hidden width (4C in CLIP).
+    dropout_rate: applied after the activation (UniFormerV2's Extractor).
+    proj_kernel_init / proj_bias_init: zero for UniFormerV2's Extractor.
+  """
+
+  hidden: int
+  dropout_rate: float = 0.0
+  activation: Callable[[jax.Array], jax.Array] = quick_gelu
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  fc_kernel_init: Initializer = nn.initializers.lecun_normal()
+  proj_kernel_init: Initializer = nn.initializers.lecun_normal()
+  proj_bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    features = x.shape[-1]
+    y = dense(self.hidden, (sh.EMBED, sh.MLP), dtype=self.dtype,
+              param_dtype=self.param_dtype, kernel_init=self.fc_kernel_init,
+              name="c_fc")(x)
+    y = self.activation(y)
+    y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+    return dense(features, (sh.MLP, sh.EMBED), dtype=self.dtype,
+                 param_dtype=self.param_dtype,
+                 kernel_init=self.proj_kernel_init,
+                 bias_init=self.proj_bias_init, name="c_proj")(y)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops the whole residual branch per example.
+
+  Examples are indexed by axis `batch_axis` of the input. `rate` may be
+  given per call as a traced scalar (a scanned stack where each layer has
+  its own rate). Uses the `dropout` rng stream; the identity when not
+  training or when the static rate is 0.
+  """
+
+  rate: float = 0.0
+  batch_axis: int = 0
+
+  @nn.compact
+  def __call__(
+      self, x: jax.Array, train: bool = False,
+      rate: float | jax.Array | None = None,
+  ) -> jax.Array:
+    rate = self.rate if rate is None else rate
+    if not train or (isinstance(rate, float | int) and rate == 0.0):
+      return x
+    keep = 1.0 - jnp.asarray(rate, jnp.float32)
+    shape = [1] * x.ndim
+    shape[self.batch_axis] = x.shape[self.batch_axis]
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
