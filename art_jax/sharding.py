@@ -13,7 +13,12 @@ A config may replace the table (`config.sharding.rules`), but the names here
 are the vocabulary every module uses.
 """
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
 
 # Activation axes.
 BATCH = "batch"
@@ -55,3 +60,37 @@ LOGICAL_RULES: LogicalRules = (
     (CONV_SPATIAL, None),
     (NORM, None),
 )
+
+
+def mesh_shape(
+    axes: Mapping[str, int], num_devices: int
+) -> tuple[int, ...]:
+  """Resolves `{'data': -1, 'fsdp': 1, 'tensor': 1}` to sizes for MESH_AXES."""
+  sizes = [int(axes.get(name, 1)) for name in MESH_AXES]
+  known = math.prod(s for s in sizes if s != -1)
+  if sizes.count(-1) > 1 or known <= 0 or num_devices % known:
+    raise ValueError(f"mesh {dict(axes)} does not fit {num_devices} devices")
+  return tuple(num_devices // known if s == -1 else s for s in sizes)
+
+
+def make_mesh(
+    axes: Mapping[str, int], devices: Sequence[jax.Device] | None = None
+) -> jax.sharding.Mesh:
+  """A (data, fsdp, tensor) mesh with Auto axis types over `devices`."""
+  devices = jax.devices() if devices is None else list(devices)
+  shape = mesh_shape(axes, len(devices))
+  auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+  if len(devices) == jax.device_count():
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto)
+  return jax.sharding.Mesh(
+      np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
+
+
+def logical_sharding(
+    mesh: jax.sharding.Mesh,
+    logical_axes: tuple[str | None, ...],
+    rules: LogicalRules = LOGICAL_RULES,
+) -> jax.sharding.NamedSharding:
+  """NamedSharding of an array whose axes carry these logical names."""
+  spec = nn.logical_to_mesh_axes(logical_axes, rules)
+  return jax.sharding.NamedSharding(mesh, spec)

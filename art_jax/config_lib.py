@@ -1,0 +1,269 @@
+"""The shared base of every config, the variant parser, and validation.
+
+Config files in configs/ call `base_config()` and change what their dataset
+needs. Durations are written in epochs (or `total_steps`) and converted to
+steps by the trainer after command-line overrides (`steps_from_config`),
+never inside `get_config`, so that `--config.batch_size=` keeps schedules
+right.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+# CLIP's image normalisation (OpenAI), in 0..255 pixel units.
+CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
+CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+
+BACKBONE_PRESETS = ("b16", "l14", "l14_336")
+
+
+def parse_variant(arg: str | None, **defaults: Any) -> dict[str, Any]:
+  """Parses `"gym288,l14,runlocal"` or `"classes=gym288,size=l14"`.
+
+  Bare words are matched against the values allowed in `defaults`, whose
+  entries are `name=(default, allowed_values)`; bare flags listed with
+  allowed value `bool` become True. Unknown words raise a ValueError that
+  lists what is allowed.
+  """
+  out = {k: v[0] for k, v in defaults.items()}
+  if not arg:
+    return out
+  for word in filter(None, (w.strip() for w in arg.split(","))):
+    if "=" in word:
+      key, value = word.split("=", 1)
+      if key not in defaults:
+        raise ValueError(f"unknown config variant key {key!r}; "
+                         f"known: {sorted(defaults)}")
+      out[key] = value
+      continue
+    for key, (_, allowed) in defaults.items():
+      if allowed is bool and word == key:
+        out[key] = True
+        break
+      if allowed is not bool and word in allowed:
+        out[key] = word
+        break
+    else:
+      choices = {k: ("flag" if a is bool else list(a))
+                 for k, (_, a) in defaults.items()}
+      raise ValueError(f"unknown config variant {word!r}; choices: {choices}")
+  return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every dataset (ART_SPEC section 12)."""
+  c = ml_collections.ConfigDict()
+  c.name = "art"
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "finegym"  # informational; the shards say what they hold
+  c.data.dir = config_dict.placeholder(str)  # folder of ArrayRecord shards
+  c.data.train_split = "train"
+  c.data.eval_split = "val"
+  c.data.num_classes = 99
+  c.data.num_frames = 16
+  c.data.sampling = "segment"  # 'segment' (TSN-style sparse) | 'dense'
+  c.data.frame_stride = 2  # dense sampling only
+  c.data.crop_size = 224
+  c.data.min_area = 0.25  # random-resized-crop area range (scale jitter)
+  c.data.max_area = 1.0
+  c.data.flip = True  # horizontal flip (off where it changes the class)
+  c.data.num_workers = 8
+  c.data.num_test_clips = 1
+  c.data.num_spatial_crops = 1
+  c.data.eval_batch_size = config_dict.placeholder(int)  # default: batch_size
+
+  c.text_bank = ml_collections.ConfigDict()
+  c.text_bank.dir = config_dict.placeholder(str)  # bank.npy + bank.json
+  c.text_bank.momentum = 0.999  # EMA of the agent bank into the bank (Eq 12)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
+  # Overrides of the preset's UniFormerV2 fields (e.g. layers=2 for a
+  # runlocal variant). Unknown keys fail when the model is built.
+  c.model.backbone = ml_collections.ConfigDict({
+      "backbone_drop_path_rate": 0.0,
+      "drop_path_rate": 0.0,
+      "cls_dropout": 0.5,
+  })
+  c.model.heads = ml_collections.ConfigDict({
+      "latent_dim": 256,
+      "num_queries": 2,
+      "top_k": 8,
+      "se_layers": 4,
+      "decoder_layers": 4,
+      "num_heads": 8,
+      "use_rssa": True,
+      "use_se": True,
+      "use_ta": True,
+      "dropout_rate": 0.5,
+  })
+  c.model.dtype = "bfloat16"  # compute dtype; params stay param_dtype
+  c.model.param_dtype = "float32"
+  c.model.remat_policy = "nothing_saveable"
+  c.model.scan = True
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.label_smoothing = 0.0
+  c.loss.w_global = 1.0  # CE on the backbone head's logits
+  c.loss.w_final = 1.0  # CE on ART's final logits
+  c.loss.lambda_mtc = 1.0
+  c.loss.use_spa = True
+  c.loss.use_tem = True
+  c.loss.use_trk = True
+  c.loss.w_spa = 1.0
+  c.loss.w_tem = 1.0
+  c.loss.w_trk = 1.0
+  c.loss.margin = 0.6  # delta of Eq 6
+  c.loss.tracklet_temperature = 0.1  # kappa of Eq 7
+  c.loss.lambda_ft = 1.0
+  c.loss.use_vc = True
+  c.loss.use_pc = True
+  c.loss.text_temperature = 0.07  # kappa_v of Eq 14/16
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"  # 'adamw' (warmup+cosine) | 'sgd' (step decay)
+  c.optim.lr = 4e-4  # peak, for the global batch size below
+  c.optim.weight_decay = 0.05
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.momentum = 0.9  # sgd
+  c.optim.warmup_epochs = 5.0
+  c.optim.min_lr = 1e-6
+  c.optim.decay_epochs = 20.0  # sgd step decay period
+  c.optim.decay_factor = 0.1
+  c.optim.backbone_lr_mult = 0.1
+  c.optim.clip_grad_norm = 1.0  # 0 disables clipping
+  c.optim.accum_steps = 1  # micro-batches per update
+
+  c.batch_size = 64  # global, across all hosts
+  c.num_epochs = 50.0
+  c.total_steps = config_dict.placeholder(int)  # overrides num_epochs
+  c.log_every_steps = 50
+  c.eval_every_steps = config_dict.placeholder(int)  # default: each epoch
+  c.max_nonfinite_steps = 10  # stop after this many skipped steps in a row
+
+  c.ckpt = ml_collections.ConfigDict()
+  c.ckpt.every_steps = 1000
+  c.ckpt.keep = 3
+  c.ckpt.keep_best = True
+  c.ckpt.best_metric = "top1"
+
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+
+  c.init_from = ml_collections.ConfigDict()
+  c.init_from.path = config_dict.placeholder(str)  # converted params file
+  return c
+
+
+def steps_from_config(
+    config: ml_collections.ConfigDict, num_train_clips: int
+) -> dict[str, int]:
+  """Converts epoch-based durations to steps for this global batch size."""
+  steps_per_epoch = max(1, num_train_clips // config.batch_size)
+  total = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
+  warmup = int(round(config.optim.warmup_epochs * steps_per_epoch))
+  decay = max(1, int(round(config.optim.decay_epochs * steps_per_epoch)))
+  every = config.eval_every_steps or steps_per_epoch
+  return {
+      "steps_per_epoch": steps_per_epoch,
+      "total_steps": max(1, total),
+      "warmup_steps": min(warmup, max(0, total - 1)),
+      "decay_steps": decay,
+      "eval_every_steps": max(1, every),
+  }
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message says what to change."""
+
+
+def validate(
+    config: ml_collections.ConfigDict,
+    *,
+    num_devices: int,
+    shard_meta: Mapping[str, Any] | None = None,
+    bank_shape: tuple[int, ...] | None = None,
+) -> None:
+  """Checks a config before anything compiles; raises ConfigError.
+
+  Args:
+    config: the resolved config (after overrides).
+    num_devices: global device count (for mesh and batch divisibility).
+    shard_meta: the training split's metadata ({split}.json), if read.
+    bank_shape: (K, M, D) of the text bank, if loaded.
+  """
+  problems = []
+  if config.model.preset not in BACKBONE_PRESETS:
+    problems.append(f"model.preset={config.model.preset!r}: use one of "
+                    f"{BACKBONE_PRESETS}")
+  mesh = dict(config.mesh)
+  fixed = 1
+  for name, size in mesh.items():
+    if size != -1 and size < 1:
+      problems.append(f"mesh.{name}={size}: sizes are >= 1 or -1 (fill)")
+    fixed *= size if size > 0 else 1
+  if sum(v == -1 for v in mesh.values()) > 1:
+    problems.append("mesh: at most one axis may be -1")
+  if num_devices % fixed:
+    problems.append(f"mesh {mesh} does not divide the {num_devices} devices")
+  data_parallel = _data_parallel_size(mesh, num_devices)
+  accum = config.optim.accum_steps
+  if accum < 1:
+    problems.append(f"optim.accum_steps={accum} must be >= 1")
+  elif data_parallel and config.batch_size % (data_parallel * accum):
+    problems.append(
+        f"batch_size={config.batch_size} is not divisible by data-parallel "
+        f"size {data_parallel} x optim.accum_steps {accum}; use a multiple "
+        f"of {data_parallel * accum}")
+  eval_bs = config.data.eval_batch_size or config.batch_size
+  if data_parallel and eval_bs % data_parallel:
+    problems.append(f"data.eval_batch_size={eval_bs} is not divisible by the "
+                    f"data-parallel size {data_parallel}")
+  heads = config.model.heads
+  if heads.use_rssa and heads.num_queries > heads.top_k:
+    problems.append(
+        f"model.heads.num_queries={heads.num_queries} > top_k={heads.top_k}: "
+        "region queries take the first N of the k text tokens (N <= k)")
+  if config.data.sampling not in ("segment", "dense"):
+    problems.append(f"data.sampling={config.data.sampling!r}: use 'segment' "
+                    "or 'dense'")
+  if config.optim.name not in ("adamw", "sgd"):
+    problems.append(f"optim.name={config.optim.name!r}: use 'adamw' or 'sgd'")
+  if not config.data.dir:
+    problems.append("data.dir is not set: point it at the folder of "
+                    "ArrayRecord shards made by `python -m art_jax.data.prepare`")
+  if not config.text_bank.dir:
+    problems.append("text_bank.dir is not set: build one with "
+                    "`python -m art_jax.text_bank`")
+  num_classes = config.data.num_classes
+  if shard_meta is not None:
+    got = shard_meta.get("num_classes")
+    if got is not None and got != num_classes:
+      problems.append(f"data.num_classes={num_classes} but the shards in "
+                      f"{config.data.dir} hold {got} classes")
+  if bank_shape is not None:
+    if bank_shape[0] != num_classes:
+      problems.append(f"data.num_classes={num_classes} but the text bank in "
+                      f"{config.text_bank.dir} has {bank_shape[0]} classes")
+    if heads.top_k > bank_shape[0] * bank_shape[1]:
+      problems.append(f"model.heads.top_k={heads.top_k} exceeds the bank's "
+                      f"{bank_shape[0] * bank_shape[1]} entries")
+  if problems:
+    raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _data_parallel_size(mesh: Mapping[str, int], num_devices: int) -> int:
+  """Size of the batch-sharding axes (data x fsdp) once -1 is resolved."""
+  fixed = 1
+  for size in mesh.values():
+    fixed *= size if size > 0 else 1
+  if fixed == 0 or num_devices % fixed:
+    return 0
+  fill = num_devices // fixed
+  resolve = lambda v: fill if v == -1 else v
+  return resolve(mesh.get("data", 1)) * resolve(mesh.get("fsdp", 1))

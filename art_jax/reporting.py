@@ -1,0 +1,114 @@
+"""Metrics to the console and TensorBoard, throughput and MFU.
+
+Only process 0 writes event files; every process logs to the console.
+Model FLOPs utilisation = XLA-counted FLOPs of one compiled step per device
+/ step time / the device's peak dense bf16 FLOP/s (table below).
+"""
+
+import time
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+# Peak dense bf16 FLOP/s per chip (vendor datasheets; no sparsity).
+PEAK_BF16_FLOPS = {
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,  # v5e
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v5": 459e12,
+    "TPU v6 lite": 918e12,  # v6e (Trillium)
+    "TPU v6e": 918e12,
+    "NVIDIA A100": 312e12,
+    "NVIDIA A40": 149.7e12,
+    "NVIDIA H100": 989e12,  # SXM
+    "NVIDIA H200": 989e12,
+}
+
+
+def device_peak_flops(device: jax.Device | None = None) -> float | None:
+  """Peak bf16 FLOP/s of `device` (default: the first), None if unknown."""
+  kind = (device or jax.devices()[0]).device_kind
+  for name in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
+    if kind.startswith(name) or name in kind:
+      return PEAK_BF16_FLOPS[name]
+  return None
+
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs per device of a compiled computation (XLA cost analysis)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001 - some backends offer no cost model
+    return None
+  if isinstance(cost, list | tuple):
+    cost = cost[0] if cost else {}
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops else None
+
+
+class MetricWriter:
+  """Writes scalars to TensorBoard (process 0) and to the log."""
+
+  def __init__(self, logdir: str | None):
+    self._tb = None
+    if logdir and jax.process_index() == 0:
+      from tensorboardX import SummaryWriter  # noqa: PLC0415
+
+      self._tb = SummaryWriter(logdir)
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    parts = []
+    for name, value in sorted(values.items()):
+      value = float(value)
+      parts.append(f"{name}={value:.5g}")
+      if self._tb is not None:
+        self._tb.add_scalar(name, value, step)
+    logging.info("[step %d] %s", step, ", ".join(parts))
+
+  def image(self, step: int, name: str, image: np.ndarray) -> None:
+    """image: (H, W, 3) uint8."""
+    if self._tb is not None:
+      self._tb.add_image(name, image, step, dataformats="HWC")
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Throughput:
+  """Steps/s, clips/s, ETA and MFU between two log points."""
+
+  def __init__(self, total_steps: int, global_batch: int,
+               flops_per_step: float | None, peak: float | None):
+    self.total_steps = total_steps
+    self.global_batch = global_batch
+    self.flops_per_step = flops_per_step
+    self.peak = peak
+    self._t = time.perf_counter()
+    self._step: int | None = None
+
+  def reset(self, step: int) -> None:
+    self._t, self._step = time.perf_counter(), step
+
+  def measure(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    if self._step is None or step <= self._step:
+      self.reset(step)
+      return {}
+    dt = (now - self._t) / (step - self._step)
+    self.reset(step)
+    out = {
+        "perf/steps_per_sec": 1.0 / dt,
+        "perf/clips_per_sec": self.global_batch / dt,
+        "perf/eta_minutes": (self.total_steps - step) * dt / 60.0,
+    }
+    if self.flops_per_step and self.peak:
+      out["perf/mfu"] = self.flops_per_step / dt / self.peak
+    return out
