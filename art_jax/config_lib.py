@@ -267,3 +267,44 @@ def _data_parallel_size(mesh: Mapping[str, int], num_devices: int) -> int:
   fill = num_devices // fixed
   resolve = lambda v: fill if v == -1 else v
   return resolve(mesh.get("data", 1)) * resolve(mesh.get("fsdp", 1))
+
+
+# CLIP checkpoints whose image tower initialises each backbone and whose text
+# tower builds the bank (Hugging Face ids; converted with
+# `python -m art_jax.tools.convert_weights`).
+CLIP_FOR_PRESET = {
+    "b16": "openai/clip-vit-base-patch16",
+    "l14": "openai/clip-vit-large-patch14",
+    "l14_336": "openai/clip-vit-large-patch14-336",
+}
+
+
+def set_paths(c: ml_collections.ConfigDict, root: str, size: str) -> None:
+  """Conventional layout: <root>/ shards, <root>/text_bank_<size>, weights."""
+  c.data.dir = root
+  c.text_bank.dir = f"{root}/text_bank_{size}"
+  c.init_from.path = f"weights/clip_{size}.msgpack"
+
+
+def set_runlocal(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a config so the real trainer runs a few steps on a laptop CPU.
+
+  A 2-layer, 64-wide UniFormerV2 at 32x32 and 8 frames, no pretrained
+  weights; data and text bank still come from the configured folders.
+  """
+  c.model.backbone.update({
+      "width": 64, "layers": 2, "heads": 2, "patch_size": 8,
+      "return_list": [0, 1], "n_layers": 2, "n_dim": 64, "n_head": 2,
+      "mlp_dropout": [0.5, 0.5]})
+  c.model.heads.update({"latent_dim": 32, "se_layers": 1,
+                        "decoder_layers": 1, "num_heads": 2})
+  c.model.dtype = "float32"
+  c.data.num_frames = 8
+  c.data.crop_size = 32
+  c.data.num_workers = 0
+  c.batch_size = 8
+  c.total_steps = 4
+  c.log_every_steps = 1
+  c.eval_every_steps = 4
+  c.ckpt.every_steps = 2
+  c.init_from.path = None
