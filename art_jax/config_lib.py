@@ -69,7 +69,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.sampling = "segment"  # 'segment' (TSN-style sparse) | 'dense'
   c.data.frame_stride = 2  # dense sampling only
   c.data.crop_size = 224
-  c.data.min_area = 0.25  # random-resized-crop area range (scale jitter)
+  c.data.crop = "multiscale"  # 'multiscale' (TSN scales) | 'rrc' (area)
+  c.data.min_area = 0.25  # random-resized-crop area range ('rrc' only)
   c.data.max_area = 1.0
   c.data.flip = True  # horizontal flip (off where it changes the class)
   c.data.num_workers = 8
@@ -109,8 +110,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.label_smoothing = 0.0
-  c.loss.w_global = 1.0  # CE on the backbone head's logits
-  c.loss.w_final = 1.0  # CE on ART's final logits
+  c.loss.use_global = True  # CE on the backbone head's logits
+  c.loss.use_final = True  # CE on ART's final logits (off in the baseline)
+  c.loss.use_mtc = True  # Eq 8 (Table V switches below)
   c.loss.lambda_mtc = 1.0
   c.loss.use_spa = True
   c.loss.use_tem = True
@@ -120,6 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.w_trk = 1.0
   c.loss.margin = 0.6  # delta of Eq 6
   c.loss.tracklet_temperature = 0.1  # kappa of Eq 7
+  c.loss.use_ft = True  # Eq 17 (Table VI switches below)
   c.loss.lambda_ft = 1.0
   c.loss.use_vc = True
   c.loss.use_pc = True

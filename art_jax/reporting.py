@@ -5,6 +5,8 @@ Model FLOPs utilisation = XLA-counted FLOPs of one compiled step per device
 / step time / the device's peak dense bf16 FLOP/s (table below).
 """
 
+import json
+import os
 import time
 from collections.abc import Mapping
 
@@ -50,22 +52,35 @@ def compiled_flops(compiled) -> float | None:
 
 
 class MetricWriter:
-  """Writes scalars to TensorBoard (process 0) and to the log."""
+  """Writes scalars to TensorBoard and a JSON-lines file (process 0 only)
+  and to the log (every process).
 
-  def __init__(self, logdir: str | None):
+  `<workdir>/metrics.jsonl` holds one {"step": s, name: value, ...} object
+  per call: easy to read back for plots and tests.
+  """
+
+  def __init__(self, workdir: str | None):
     self._tb = None
-    if logdir and jax.process_index() == 0:
+    self._jsonl = None
+    if workdir and jax.process_index() == 0:
       from tensorboardX import SummaryWriter  # noqa: PLC0415
 
-      self._tb = SummaryWriter(logdir)
+      os.makedirs(workdir, exist_ok=True)
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     parts = []
+    row = {"step": int(step)}
     for name, value in sorted(values.items()):
       value = float(value)
+      row[name] = value
       parts.append(f"{name}={value:.5g}")
       if self._tb is not None:
         self._tb.add_scalar(name, value, step)
+    if self._jsonl is not None:
+      self._jsonl.write(json.dumps(row) + "\n")
+      self._jsonl.flush()
     logging.info("[step %d] %s", step, ", ".join(parts))
 
   def image(self, step: int, name: str, image: np.ndarray) -> None:
@@ -80,6 +95,8 @@ class MetricWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+    if self._jsonl is not None:
+      self._jsonl.close()
 
 
 class Throughput:

@@ -69,8 +69,9 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
   backbone.update(dtype=dtype, param_dtype=param_dtype,
                   remat_policy=m.remat_policy, scan=m.scan)
   heads = dict(m.heads.to_dict(), num_classes=config.data.num_classes,
-               dtype=dtype, param_dtype=param_dtype)
-  return art_model.ART(backbone=backbone, **heads)
+               scan=m.scan, remat_policy=m.remat_policy)
+  return art_model.ART(backbone=backbone, heads=heads, dtype=dtype,
+                       param_dtype=param_dtype)
 
 
 def normalize_video(video: jax.Array, dtype: Any) -> jax.Array:
@@ -81,17 +82,15 @@ def normalize_video(video: jax.Array, dtype: Any) -> jax.Array:
 
 
 def loss_options(config: ml_collections.ConfigDict) -> losses.LossConfig:
-  """The loss weights and switches of Eq 18 from `config.loss`."""
-  c = config.loss
-  return losses.LossConfig(
-      label_smoothing=c.label_smoothing, w_global=c.w_global,
-      w_final=c.w_final if config.model.heads.use_rssa else 0.0,
-      lambda_mtc=c.lambda_mtc if config.model.heads.use_rssa else 0.0,
-      use_spa=c.use_spa, use_tem=c.use_tem, use_trk=c.use_trk,
-      w_spa=c.w_spa, w_tem=c.w_tem, w_trk=c.w_trk, margin=c.margin,
-      tracklet_temperature=c.tracklet_temperature, lambda_ft=c.lambda_ft,
-      use_vc=c.use_vc, use_pc=c.use_pc,
-      text_temperature=c.text_temperature)
+  """The loss weights and switches of Eq 18 from `config.loss`.
+
+  Without RSSA (the baseline) there are no final logits or responses, so
+  their terms are off whatever the loss config says.
+  """
+  c = config.loss.to_dict()
+  if not config.model.heads.use_rssa:
+    c.update(use_final=False, use_mtc=False)
+  return losses.LossConfig(**c)
 
 
 # --- state and shardings ------------------------------------------------------
@@ -270,6 +269,39 @@ def make_predict_fn(model: nn.Module, dtype: Any):
   return predict
 
 
+def batch_shardings(mesh, rules) -> dict[str, NamedSharding]:
+  """Video (B, T, H, W, 3) and labels (B,) split over the batch axes."""
+  return {
+      "video": sh.logical_sharding(mesh, (sh.BATCH, None, None, None, None),
+                                   rules),
+      "label": sh.logical_sharding(mesh, (sh.BATCH,), rules)}
+
+
+def compile_train_step(
+    train_step: Callable, setup: StateSetup, mesh, rules,
+    video_shape: tuple[int, ...],
+) -> tuple[Any, float]:
+  """jit with explicit shardings, the state donated; AOT-compiled.
+
+  Returns (compiled step, compile seconds).
+  """
+  shardings = batch_shardings(mesh, rules)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    jitted = jax.jit(train_step,
+                     in_shardings=(setup.shardings, shardings),
+                     out_shardings=(setup.shardings,
+                                    NamedSharding(mesh, P())),
+                     donate_argnums=(0,))
+    batch_struct = {
+        "video": jax.ShapeDtypeStruct(video_shape, jnp.uint8,
+                                      sharding=shardings["video"]),
+        "label": jax.ShapeDtypeStruct(video_shape[:1], jnp.int32,
+                                      sharding=shardings["label"])}
+    t0 = time.perf_counter()
+    compiled = jitted.lower(setup.abstract, batch_struct).compile()
+  return compiled, time.perf_counter() - t0
+
+
 # --- host <-> device ------------------------------------------------------------
 
 
@@ -280,6 +312,31 @@ def to_global(batch: Mapping[str, np.ndarray], mesh, rules) -> Batch:
     return jax.make_array_from_process_local_data(
         sh.logical_sharding(mesh, spec, rules), x)
   return {k: put(np.asarray(v)) for k, v in batch.items()}
+
+
+def make_train_iterator(config: ml_collections.ConfigDict):
+  """This host's slice of the shuffled, augmented, repeated train split."""
+  d = config.data
+  return pipeline.make_train_iterator(
+      d.dir, d.train_split, batch_size=config.batch_size // jax.process_count(),
+      num_frames=d.num_frames, sampling=d.sampling,
+      frame_stride=d.frame_stride, crop_size=d.crop_size, crop=d.crop,
+      area_range=(d.min_area, d.max_area), flip=d.flip, seed=config.seed,
+      num_workers=d.num_workers, process_index=jax.process_index(),
+      process_count=jax.process_count(), num_classes=d.num_classes)
+
+
+def make_eval_iterator(config: ml_collections.ConfigDict, batch_size: int):
+  """Every view of this host's slice of the eval split, padded batches."""
+  d = config.data
+  return pipeline.make_eval_iterator(
+      d.dir, d.eval_split, batch_size=batch_size // jax.process_count(),
+      num_frames=d.num_frames, sampling=d.sampling,
+      frame_stride=d.frame_stride, crop_size=d.crop_size,
+      num_test_clips=d.num_test_clips,
+      num_spatial_crops=d.num_spatial_crops, num_workers=d.num_workers,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_classes=d.num_classes)
 
 
 # --- pretrained weights -----------------------------------------------------------
@@ -337,9 +394,25 @@ def load_pretrained(
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, mode: str = "train_and_eval"
+    config: ml_collections.ConfigDict, workdir: str,
+    mode: str = "train_and_eval", *,
+    devices: list[jax.Device] | None = None,
+    step_hook: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-  """Runs `mode` ('train', 'eval', 'train_and_eval'); returns final metrics."""
+  """Runs `mode` ('train', 'eval', 'train_and_eval'); returns final metrics.
+
+  Args:
+    config: a validated-on-entry config (see config_lib.validate).
+    workdir: checkpoints, metrics.jsonl, TensorBoard events, eval reports.
+    mode: what to run.
+    devices: the mesh's devices (default: all).
+    step_hook: called with the step number after every train step (tests,
+      notebooks).
+
+  Returns:
+    {'steps', 'preempted', 'losses' (per step), 'skipped_steps'} plus the
+    last evaluation's top1/top5/mean_class_accuracy.
+  """
   # 1. Metadata, bank, validation.
   train_meta = pipeline.read_metadata(
       config.data.dir, config.data.train_split, config.data.num_classes) \
@@ -347,7 +420,8 @@ def train_and_evaluate(
   eval_meta = pipeline.read_metadata(
       config.data.dir, config.data.eval_split, config.data.num_classes)
   bank, bank_meta = text_bank.load_text_bank(config.text_bank.dir)
-  config_lib.validate(config, num_devices=jax.device_count(),
+  devices = list(devices or jax.devices())
+  config_lib.validate(config, num_devices=len(devices),
                       shard_meta=train_meta or eval_meta,
                       bank_shape=tuple(bank.shape))
   num_train = (train_meta or eval_meta)["num_clips"]
@@ -357,9 +431,9 @@ def train_and_evaluate(
 
   # 2. Mesh, model, optimiser, state shardings.
   rules = sh.LOGICAL_RULES
-  mesh = sh.make_mesh(config.mesh.to_dict())
+  mesh = sh.make_mesh(config.mesh.to_dict(), devices)
   logging.info("mesh %s over %d devices (%d processes)", dict(mesh.shape),
-               jax.device_count(), jax.process_count())
+               len(devices), jax.process_count())
   model = build_model(config)
   schedule = optim.learning_rate_schedule(
       config.optim, total_steps, steps["warmup_steps"], steps["decay_steps"])
@@ -369,13 +443,9 @@ def train_and_evaluate(
   setup = setup_state(model, tx, mesh, rules, video_shape, tuple(bank.shape))
   dtype = DTYPES[config.model.dtype]
 
-  per_host_batch = config.batch_size // jax.process_count()
   train_iter = None
   if mode != "eval":
-    train_iter = pipeline.make_train_iterator(
-        config.data, batch_size=per_host_batch, seed=config.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count())
+    train_iter = make_train_iterator(config)
 
   # 3. Resume.
   manager = checkpointing.make_manager(
@@ -396,20 +466,16 @@ def train_and_evaluate(
           json.dump(report, f, indent=1)
   start_step = int(jax.device_get(state.step))
 
-  writer = reporting.MetricWriter(os.path.join(workdir, "tensorboard"))
+  writer = reporting.MetricWriter(workdir)
   predict = jax.jit(
-      make_predict_fn(model, dtype), in_shardings=(
-          setup.shardings, sh.logical_sharding(
-              mesh, (sh.BATCH, None, None, None, None), rules)),
+      make_predict_fn(model, dtype),
+      in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
       out_shardings=NamedSharding(mesh, P()))
   replicate = jax.jit(lambda x: x, out_shardings=NamedSharding(mesh, P()))
   eval_bs = (config.data.eval_batch_size or config.batch_size)
 
   def run_eval(step: int) -> dict[str, Any]:
-    it = pipeline.make_eval_iterator(
-        config.data, batch_size=eval_bs // jax.process_count(),
-        process_index=jax.process_index(),
-        process_count=jax.process_count())
+    it = make_eval_iterator(config, eval_bs)
 
     def predict_batch(batch):
       g = to_global(batch, mesh, rules)
@@ -450,24 +516,8 @@ def train_and_evaluate(
       model, tx, loss_options(config), schedule,
       ema_momentum=config.text_bank.momentum,
       accum_steps=config.optim.accum_steps, dtype=dtype)
-  batch_sharding = {
-      "video": sh.logical_sharding(mesh, (sh.BATCH, None, None, None, None),
-                                   rules),
-      "label": sh.logical_sharding(mesh, (sh.BATCH,), rules)}
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    jitted = jax.jit(train_step,
-                     in_shardings=(setup.shardings, batch_sharding),
-                     out_shardings=(setup.shardings,
-                                    NamedSharding(mesh, P())),
-                     donate_argnums=(0,))
-    batch_struct = {
-        "video": jax.ShapeDtypeStruct(video_shape, jnp.uint8,
-                                      sharding=batch_sharding["video"]),
-        "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
-                                      sharding=batch_sharding["label"])}
-    t0 = time.perf_counter()
-    compiled = jitted.lower(setup.abstract, batch_struct).compile()
-  compile_s = time.perf_counter() - t0
+  compiled, compile_s = compile_train_step(train_step, setup, mesh, rules,
+                                           video_shape)
   flops = reporting.compiled_flops(compiled)
   mem = compiled.memory_analysis()
   logging.info("train step compiled in %.1fs; %s GFLOP/device/step; "
@@ -516,6 +566,8 @@ def train_and_evaluate(
       check_finite(pending)
     pending = metrics
     step += 1
+    if step_hook is not None:
+      step_hook(step)
     if step % config.log_every_steps == 0 or step == total_steps:
       host = check_finite(pending)
       pending = None

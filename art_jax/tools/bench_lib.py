@@ -1,0 +1,68 @@
+"""Shared pieces of the train and inference benchmarks.
+
+Benchmarks build the real model, state and step of a config (train.py) on
+whatever devices exist, feed random uint8 clips already on the device (so
+they measure the accelerator, not the input pipeline) and print a table.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+# Text width D of the CLIP that matches each backbone preset.
+TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
+NUM_TEMPLATES = 8
+
+
+def random_bank(config: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
+  """A unit-norm (K, M, D) bank shaped like the real one."""
+  k = config.data.num_classes
+  d = TEXT_DIM[config.model.preset]
+  bank = np.random.default_rng(seed).normal(size=(k, NUM_TEMPLATES, d))
+  return (bank / np.linalg.norm(bank, axis=-1, keepdims=True)).astype(
+      np.float32)
+
+
+def random_video(shape: Sequence[int], sharding, seed: int = 0) -> jax.Array:
+  """uint8 clips generated on the device, already sharded."""
+  def make():
+    return jax.random.randint(jax.random.key(seed), shape, 0, 256,
+                              jnp.int32).astype(jnp.uint8)
+  return jax.jit(make, out_shardings=sharding)()
+
+
+def time_calls(fn: Callable[[], Any], steps: int, warmup: int = 2
+               ) -> list[float]:
+  """Wall seconds of each of `steps` calls after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return times
+
+
+def peak_memory_bytes() -> int | None:
+  """Peak bytes in use on device 0 (None where the backend does not say)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """Rows of equal keys -> a Markdown table."""
+  if not rows:
+    return ""
+  keys = list(rows[0])
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+  lines = ["| " + " | ".join(keys) + " |",
+           "|" + "|".join("---" for _ in keys) + "|"]
+  lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |"
+            for r in rows]
+  return "\n".join(lines)

@@ -1,0 +1,114 @@
+r"""Train-step benchmark: compile time, step time, clips/s, memory, MFU.
+
+  python -m art_jax.tools.bench_train --config=configs/finegym.py:b16 \
+      --batch_sizes=8,16,32 --steps=10
+
+Runs the real ART train step of the config (state donated, explicit
+shardings over every visible device) on random uint8 clips already on the
+device, for each global batch size; a size that does not fit is reported
+as OOM and the search stops there. MFU = XLA-counted FLOPs per device per
+step / step time / the device's peak bf16 FLOP/s (art_jax.reporting).
+"""
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import app, flags
+from ml_collections import config_flags
+
+from art_jax import optim, reporting, train
+from art_jax import sharding as sh
+from art_jax.tools import bench_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
+                                          lock_config=False)
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", None,
+                                 "Global batch sizes (default: config's).")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per batch size.")
+_JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
+flags.mark_flags_as_required(["config"])
+
+
+def bench_one(config: ml_collections.ConfigDict, batch_size: int,
+              steps: int) -> dict:
+  """One row of the table for `batch_size` (global)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.batch_size = batch_size
+  rules = sh.LOGICAL_RULES
+  mesh = sh.make_mesh(config.mesh.to_dict())
+  model = train.build_model(config)
+  schedule = optax.constant_schedule(config.optim.lr)
+  tx = optim.make_optimizer(config.optim, schedule)
+  bank = bench_lib.random_bank(config)
+  crop = config.data.crop_size
+  video_shape = (batch_size, config.data.num_frames, crop, crop, 3)
+  setup = train.setup_state(model, tx, mesh, rules, video_shape, bank.shape)
+  dtype = train.DTYPES[config.model.dtype]
+  step_fn = train.make_train_step(
+      model, tx, train.loss_options(config), schedule,
+      ema_momentum=config.text_bank.momentum,
+      accum_steps=config.optim.accum_steps, dtype=dtype)
+  compiled, compile_s = train.compile_train_step(step_fn, setup, mesh, rules,
+                                                 video_shape)
+  state = train.create_state(setup, mesh, rules, 0, bank)
+  shardings = train.batch_shardings(mesh, rules)
+  batch = {
+      "video": bench_lib.random_video(video_shape, shardings["video"]),
+      "label": jax.device_put(
+          np.arange(batch_size, dtype=np.int32) % config.data.num_classes,
+          shardings["label"])}
+
+  def step():
+    nonlocal state
+    state, metrics = compiled(state, batch)
+    return metrics
+
+  times = bench_lib.time_calls(step, steps)
+  step_s = float(np.median(times))
+  flops = reporting.compiled_flops(compiled)
+  peak = reporting.device_peak_flops()
+  mem = compiled.memory_analysis()
+  row = {
+      "device": jax.devices()[0].device_kind,
+      "devices": jax.device_count(),
+      "batch": batch_size,
+      "frames": config.data.num_frames,
+      "crop": crop,
+      "dtype": config.model.dtype,
+      "compile_s": compile_s,
+      "step_s": step_s,
+      "clips_per_s": batch_size / step_s,
+      "tflop_per_step_per_device": (flops or 0.0) / 1e12,
+      "mfu": (flops / step_s / peak) if flops and peak else float("nan"),
+      "temp_gib": (getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**30,
+      "peak_gib": (bench_lib.peak_memory_bytes() or 0) / 2**30,
+  }
+  return row
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  sizes = [int(b) for b in (_BATCH_SIZES.value or [config.batch_size])]
+  rows = []
+  for bs in sizes:
+    try:
+      rows.append(bench_one(config, bs, _STEPS.value))
+    except Exception as e:  # noqa: BLE001 - OOM ends the search, not the run
+      if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+        raise
+      rows.append({"device": jax.devices()[0].device_kind, "batch": bs,
+                   "step_s": "OOM"})
+      break
+    print(json.dumps(rows[-1]), flush=True)
+  print(bench_lib.markdown_table(rows))
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)

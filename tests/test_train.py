@@ -1,0 +1,162 @@
+"""The training system end to end on CPU: the real trainer, data and model.
+
+A 2-layer, 64-wide ART (configs/finegym.py:runlocal) on tiny JPEG shards.
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+import tiny_data
+from test_config import load_config
+
+from art_jax import train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  return tiny_data.make(str(tmp_path_factory.mktemp("tiny")))
+
+
+def make_config(data, **changes):
+  c = load_config("finegym", "runlocal")
+  c.data.dir = data["data"]
+  c.text_bank.dir = data["bank"]
+  c.data.num_classes = 4
+  c.model.heads.num_queries = 2
+  c.model.heads.top_k = 4
+  for key, value in changes.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def read_losses(workdir):
+  rows = [
+    json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))
+  ]
+  return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+def test_train_evaluate_checkpoint_and_reports(data, tmp_path):
+  workdir = str(tmp_path / "run")
+  c = make_config(data, total_steps=4, eval_every_steps=2)
+  result = train.train_and_evaluate(c, workdir)
+  assert result["steps"] == 4 and result["skipped_steps"] == 0
+  assert all(np.isfinite(result["losses"]))
+  assert 0.0 <= result["top1"] <= 1.0
+  rows = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+  logged = set().union(*rows)
+  for term in (
+    "ce_global",
+    "ce_final",
+    "spa",
+    "tem",
+    "trk",
+    "vc",
+    "pc",
+    "loss",
+    "grad_norm",
+    "lr",
+    "accuracy",
+  ):
+    assert f"train/{term}" in logged, term
+  assert {"eval/top1", "eval/top5", "eval/mean_class_accuracy"} <= logged
+  assert [r["eval/num_videos"] for r in rows if "eval/num_videos" in r] == [
+    8,
+    8,
+  ]
+  for name in ("eval_step4.json", "confusion_step4.png"):
+    assert os.path.exists(os.path.join(workdir, "eval", name))
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  # --mode=eval on the checkpoint reproduces the last evaluation.
+  again = train.train_and_evaluate(c, workdir, mode="eval")
+  assert again["top1"] == result["top1"]
+
+
+def test_sigterm_then_resume_gives_the_same_losses_bit_for_bit(data, tmp_path):
+  c = make_config(data, total_steps=20, eval_every_steps=1000)
+  straight = str(tmp_path / "straight")
+  train.train_and_evaluate(c, straight, mode="train")
+
+  def preempt_at_10(step):
+    if step == 10:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  resumed = str(tmp_path / "resumed")
+  first = train.train_and_evaluate(
+    c, resumed, mode="train", step_hook=preempt_at_10
+  )
+  assert first["preempted"] and first["steps"] == 10
+  second = train.train_and_evaluate(c, resumed, mode="train")
+  assert second["steps"] == 20 and not second["preempted"]
+  want, got = read_losses(straight), read_losses(resumed)
+  assert sorted(want) == sorted(got) == list(range(1, 21))
+  assert [want[s] for s in range(1, 21)] == [got[s] for s in range(1, 21)]
+
+
+def test_eight_devices_data_fsdp_match_one_device(data, tmp_path):
+  c8 = make_config(
+    data,
+    total_steps=3,
+    eval_every_steps=1000,
+    **{"mesh.data": 4, "mesh.fsdp": 2},
+  )
+  c1 = make_config(data, total_steps=3, eval_every_steps=1000)
+  train.train_and_evaluate(c8, str(tmp_path / "d8"), mode="train")
+  train.train_and_evaluate(
+    c1, str(tmp_path / "d1"), mode="train", devices=jax.devices()[:1]
+  )
+  l8, l1 = read_losses(str(tmp_path / "d8")), read_losses(str(tmp_path / "d1"))
+  np.testing.assert_allclose(
+    [l8[s] for s in (1, 2, 3)], [l1[s] for s in (1, 2, 3)], rtol=2e-5
+  )
+
+
+def test_restore_onto_a_smaller_mesh(data, tmp_path):
+  workdir = str(tmp_path / "run")
+  c = make_config(
+    data,
+    total_steps=2,
+    eval_every_steps=1000,
+    **{"mesh.data": 4, "mesh.fsdp": 2},
+  )
+  train.train_and_evaluate(c, workdir, mode="train")
+  c4 = make_config(
+    data,
+    total_steps=4,
+    eval_every_steps=1000,
+    **{"mesh.data": 2, "mesh.fsdp": 2},
+  )
+  out = train.train_and_evaluate(
+    c4, workdir, mode="train", devices=jax.devices()[:4]
+  )
+  assert out["steps"] == 4
+  straight = str(tmp_path / "straight")
+  train.train_and_evaluate(
+    c4, straight, mode="train", devices=jax.devices()[:4]
+  )
+  got, want = read_losses(workdir), read_losses(straight)
+  np.testing.assert_allclose(
+    [got[s] for s in (1, 2, 3, 4)], [want[s] for s in (1, 2, 3, 4)], rtol=2e-5
+  )
+
+
+def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
+  c = make_config(
+    data,
+    total_steps=12,
+    eval_every_steps=1000,
+    max_nonfinite_steps=3,
+    **{"optim.lr": 1e30, "optim.clip_grad_norm": 0.0, "ckpt.every_steps": 1},
+  )
+  with pytest.raises(FloatingPointError, match="non-finite steps in a row"):
+    train.train_and_evaluate(c, str(tmp_path / "run"), mode="train")
+  losses = read_losses(str(tmp_path / "run"))
+  assert np.isfinite(losses[1])
