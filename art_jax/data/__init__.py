@@ -1,0 +1,1 @@
+"""Data: the record format, preprocessing jobs and the grain pipeline."""

@@ -1,0 +1,540 @@
+r"""Turns a raw dataset into ArrayRecord shards of JPEG frames.
+
+  python -m art_jax.data.prepare --dataset=finegym --variant=gym99 \
+      --videos=/raw/finegym/videos --annotations=/raw/finegym/annotations \
+      --out=/data/gym99
+
+writes, for each split, `{split}.array_record-*-of-*`, `{split}.json` and
+`{split}.failures.jsonl` (see `art_jax/data/record.py`, docs/data.md).
+
+Runs on all cores with a process pool. Resumable: each finished shard
+leaves `.prepare/{shard}.done.json`, and a re-run with the same clips and
+parameters skips those shards. Bad input (missing, truncated, undecodable
+or short videos, unparsable annotation lines) is skipped and logged to
+`{split}.failures.jsonl`; the exit status is non-zero only when a split
+produced nothing or more than --max_failure_fraction of it failed.
+
+`--runner=beam --beam_options="--runner=DataflowRunner ..."` runs the same
+per-clip function on Apache Beam (`pip install art_jax[beam]`).
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import app, flags, logging
+from array_record.python import array_record_module
+from tqdm import tqdm
+
+from art_jax.data import record, video
+from art_jax.data.datasets import (
+  common,
+  diving48,
+  finegym,
+  kinetics,
+  ntu,
+  ssv2,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  read: Callable[..., common.Annotations] | None
+  variants: dict[str, tuple[str, ...]]
+  default_variant: str
+  flip_safe: bool = True
+
+
+DATASETS = {
+  "finegym": Dataset(finegym.read, finegym.VARIANTS, finegym.DEFAULT_VARIANT),
+  "diving48": Dataset(
+    diving48.read, diving48.VARIANTS, diving48.DEFAULT_VARIANT
+  ),
+  "ntu60": Dataset(
+    functools.partial(ntu.read, dataset="ntu60"),
+    {k: ntu.VARIANTS[k] for k in ntu.PROTOCOLS["ntu60"]},
+    "xsub",
+  ),
+  "ntu120": Dataset(
+    functools.partial(ntu.read, dataset="ntu120"),
+    {k: ntu.VARIANTS[k] for k in ntu.PROTOCOLS["ntu120"]},
+    "xsub",
+  ),
+  "kinetics": Dataset(
+    kinetics.read, kinetics.VARIANTS, kinetics.DEFAULT_VARIANT
+  ),
+  "ssv2": Dataset(
+    ssv2.read, ssv2.VARIANTS, ssv2.DEFAULT_VARIANT, flip_safe=ssv2.FLIP_SAFE
+  ),
+  # Procedurally rendered clips; the generator comes with issue 5.
+  "synthetic": Dataset(None, {"default": ("train", "val")}, "default"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+  """Per-clip preprocessing parameters (recorded in `{split}.json`)."""
+
+  short_side: int = 256
+  jpeg_quality: int = 90
+  max_frames: int = 64
+  min_frames: int = 8
+  min_coverage: float = 0.5
+
+
+@dataclasses.dataclass
+class SplitSummary:
+  split: str
+  num_clips: int  # records written
+  num_failures: int
+  num_annotated: int  # clips listed + annotation lines that failed
+
+  @property
+  def failure_fraction(self) -> float:
+    return self.num_failures / max(self.num_annotated, 1)
+
+
+def process_clip(
+  task: common.ClipTask, params: Params
+) -> tuple[bytes | None, dict[str, str] | None]:
+  """Decodes, resizes and JPEG-encodes one clip: the unit of work.
+
+  Returns:
+    (record bytes, None) or (None, {"id", "reason"}). Never raises for bad
+    input, so one video cannot stop a job (local pool or Beam DoFn).
+  """
+  if task.path is None:
+    return None, common.missing(task.id, "no file named by the id")
+  try:
+    clip = video.read_clip(
+      task.path,
+      start_sec=task.start_sec,
+      end_sec=task.end_sec,
+      start_frame=task.start_frame,
+      end_frame=task.end_frame,
+      short_side=params.short_side,
+      max_frames=params.max_frames,
+      min_frames=params.min_frames,
+      min_coverage=params.min_coverage,
+    )
+    h, w = clip.frames[0].shape[:2]
+    data = record.encode(
+      record.Clip(
+        id=task.id,
+        label=task.label,
+        frames=[video.encode_jpeg(f, params.jpeg_quality) for f in clip.frames],
+        frame_index=clip.frame_index,
+        num_source_frames=clip.num_source_frames,
+        fps=clip.fps,
+        height=h,
+        width=w,
+        meta=task.meta,
+      )
+    )
+  except video.VideoError as e:
+    return None, {"id": task.id, "reason": str(e)}
+  except Exception as e:  # noqa: BLE001 - report anything, never stop.
+    return None, {"id": task.id, "reason": f"{type(e).__name__}: {e}"}
+  return data, None
+
+
+def _process_indexed(args):
+  shard, task, params = args
+  return shard, process_clip(task, params)
+
+
+def plan_shards(
+  num_clips: int, num_shards: int, clips_per_shard: int
+) -> list[tuple[int, int]]:
+  """Contiguous [start, end) clip ranges, one per shard."""
+  if num_shards <= 0:
+    num_shards = max(1, math.ceil(num_clips / clips_per_shard))
+  num_shards = max(1, min(num_shards, max(num_clips, 1)))
+  return [
+    (i * num_clips // num_shards, (i + 1) * num_clips // num_shards)
+    for i in range(num_shards)
+  ]
+
+
+def _fingerprint(tasks: Sequence[common.ClipTask], params: Params) -> str:
+  h = hashlib.sha256(json.dumps(dataclasses.asdict(params)).encode())
+  for t in tasks:
+    h.update(
+      f"{t.id}\t{t.label}\t{t.path}\t{t.start_sec}\t{t.end_sec}\t"
+      f"{t.start_frame}\t{t.end_frame}\n".encode()
+    )
+  return h.hexdigest()[:16]
+
+
+def _done_path(out: str, name: str) -> str:
+  return os.path.join(out, ".prepare", name + ".done.json")
+
+
+def _load_done(out: str, name: str, fingerprint: str) -> dict | None:
+  path = _done_path(out, name)
+  if not (os.path.exists(path) and os.path.exists(os.path.join(out, name))):
+    return None
+  try:
+    with open(path) as f:
+      done = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+  return done if done.get("fingerprint") == fingerprint else None
+
+
+def _write_done(out: str, name: str, done: dict):
+  path = _done_path(out, name)
+  with open(path + ".tmp", "w") as f:
+    json.dump(done, f)
+  os.replace(path + ".tmp", path)
+
+
+def _map(fn, items, workers: int):
+  """Ordered map: in-process for workers <= 1, else a spawn pool."""
+  if workers <= 1:
+    yield from map(fn, items)
+    return
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(workers) as pool:
+    yield from pool.imap(fn, items, chunksize=1)
+
+
+def write_split_local(
+  out: str,
+  split: str,
+  tasks: Sequence[common.ClipTask],
+  shards: Sequence[tuple[int, int]],
+  params: Params,
+  workers: int,
+) -> list[dict]:
+  """Writes the shards not yet done; returns every shard's done-record."""
+  os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
+  n = len(shards)
+  names = [record.shard_name(split, i, n) for i in range(n)]
+  prints = [_fingerprint(tasks[a:b], params) for a, b in shards]
+  done = [_load_done(out, names[i], prints[i]) for i in range(n)]
+  todo = [i for i in range(n) if done[i] is None]
+  if len(todo) < n:
+    logging.info(
+      "%s: %d of %d shards already done, skipping them", split, n - len(todo), n
+    )
+  work = [(i, tasks[j], params) for i in todo for j in range(*shards[i])]
+  if not work and not todo:
+    return done
+  remaining = {i: shards[i][1] - shards[i][0] for i in todo}
+  writers, failures, counts = {}, {i: [] for i in todo}, dict.fromkeys(todo, 0)
+
+  def finish(i):
+    if i in writers:
+      writers.pop(i).close()
+    else:  # a shard with no clips: still a valid, empty file.
+      array_record_module.ArrayRecordWriter(
+        os.path.join(out, names[i]) + ".tmp", record.WRITER_OPTIONS
+      ).close()
+    os.replace(
+      os.path.join(out, names[i]) + ".tmp", os.path.join(out, names[i])
+    )
+    done[i] = {
+      "fingerprint": prints[i],
+      "num_records": counts[i],
+      "failures": failures[i],
+    }
+    _write_done(out, names[i], done[i])
+
+  for i in todo:
+    if remaining[i] == 0:
+      finish(i)
+  bar = tqdm(
+    total=len(work),
+    desc=f"{split}",
+    unit="clip",
+    dynamic_ncols=True,
+    mininterval=1.0,
+    file=sys.stderr,
+  )
+  for i, (data, failure) in _map(_process_indexed, work, workers):
+    if data is not None:
+      if i not in writers:
+        writers[i] = array_record_module.ArrayRecordWriter(
+          os.path.join(out, names[i]) + ".tmp", record.WRITER_OPTIONS
+        )
+      writers[i].write(data)
+      counts[i] += 1
+    else:
+      failures[i].append(failure)
+    remaining[i] -= 1
+    if remaining[i] == 0:
+      finish(i)
+    bar.update(1)
+    bar.set_postfix(
+      failed=sum(len(f) for f in failures.values()), refresh=False
+    )
+  bar.close()
+  return done
+
+
+def write_split_beam(
+  out: str,
+  split: str,
+  tasks: Sequence[common.ClipTask],
+  num_shards: int,
+  params: Params,
+  beam_options: str,
+) -> list[dict]:
+  """Runs `process_clip` on Apache Beam; the array_record sink writes.
+
+  `out` must be a file system every Beam worker can write to (the sink
+  writes local files, e.g. a mounted shared disk); not resumable, Beam
+  retries failed bundles itself.
+  """
+  try:
+    import apache_beam as beam  # noqa: PLC0415 - optional extra.
+    from apache_beam.options import pipeline_options  # noqa: PLC0415
+    from array_record.beam import arrayrecordio  # noqa: PLC0415
+  except ImportError as e:
+    raise SystemExit(
+      f"--runner=beam needs Apache Beam: pip install 'art_jax[beam]' ({e})"
+    ) from e
+
+  class Sink(arrayrecordio._ArrayRecordSink):  # noqa: SLF001
+    """array_record's sink, writing uncompressed (record.WRITER_OPTIONS)."""
+
+    def open(self, temp_path):
+      return array_record_module.ArrayRecordWriter(
+        temp_path, record.WRITER_OPTIONS
+      )
+
+  failures_prefix = os.path.join(out, ".prepare", f"{split}.beam_failures")
+  options = pipeline_options.PipelineOptions(shlex.split(beam_options))
+  with beam.Pipeline(options=options) as p:
+    results = (
+      p
+      | "Clips" >> beam.Create(list(tasks))
+      | "Spread" >> beam.Reshuffle()
+      | "Process" >> beam.Map(process_clip, params)
+    )
+    _ = (
+      results
+      | "Records" >> beam.FlatMap(lambda r: [r[0]] if r[0] else [])
+      | "Write"
+      >> beam.io.iobase.Write(
+        Sink(
+          os.path.join(out, f"{split}.array_record"),
+          num_shards=num_shards,
+          shard_name_template="-SSSSS-of-NNNNN",
+        )
+      )
+    )
+    _ = (
+      results
+      | "Failures" >> beam.FlatMap(lambda r: [json.dumps(r[1])] if r[1] else [])
+      | "WriteFailures"
+      >> beam.io.WriteToText(failures_prefix, shard_name_template="")
+    )
+  failures = []
+  if os.path.exists(failures_prefix):
+    with open(failures_prefix) as f:
+      failures = [json.loads(line) for line in f if line.strip()]
+  names = [record.shard_name(split, i, num_shards) for i in range(num_shards)]
+  counts = record.num_records([os.path.join(out, n) for n in names])
+  done = [{"num_records": c, "failures": []} for c in counts]
+  done[0]["failures"] = failures
+  return done
+
+
+def prepare_split(
+  dataset: str,
+  variant: str,
+  split: str,
+  *,
+  videos: str,
+  annotations: str | None,
+  out: str,
+  params: Params = Params(),
+  num_shards: int = 0,
+  clips_per_shard: int = 512,
+  workers: int = 1,
+  runner: str = "local",
+  beam_options: str = "",
+) -> SplitSummary:
+  """Prepares one split; see the module docstring."""
+  spec = DATASETS[dataset]
+  if spec.read is None:
+    raise NotImplementedError(
+      f"dataset {dataset!r} has no preprocessing job yet"
+    )
+  if not os.path.isdir(videos):
+    raise FileNotFoundError(f"--videos={videos} is not a folder")
+  os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
+  t0 = time.time()
+  ann = spec.read(annotations, videos, split, variant)
+  if not ann.clips:
+    logging.warning("%s/%s: the annotations list no clips", dataset, split)
+  shards = plan_shards(len(ann.clips), num_shards, clips_per_shard)
+  if runner == "beam":
+    done = write_split_beam(
+      out, split, ann.clips, len(shards), params, beam_options
+    )
+  elif runner == "local":
+    done = write_split_local(out, split, ann.clips, shards, params, workers)
+  else:
+    raise ValueError(f"unknown runner {runner!r}; use local or beam")
+  failures = list(ann.failures)
+  for d in done:
+    failures.extend(d["failures"])
+  with open(record.failures_path(out, split), "w") as f:
+    for fail in failures:
+      f.write(json.dumps(fail) + "\n")
+  counts = [d["num_records"] for d in done]
+  names = [record.shard_name(split, i, len(done)) for i in range(len(done))]
+  record.write_metadata(
+    out,
+    split,
+    {
+      "dataset": dataset,
+      "variant": variant,
+      "split": split,
+      "num_clips": sum(counts),
+      "num_classes": len(ann.class_names),
+      "class_names": ann.class_names,
+      "shards": names,
+      "records_per_shard": counts,
+      "num_failures": len(failures),
+      "flip_safe": spec.flip_safe,
+      "params": dataclasses.asdict(params),
+      **ann.extra,
+    },
+  )
+  summary = SplitSummary(
+    split, sum(counts), len(failures), len(ann.clips) + len(ann.failures)
+  )
+  reasons: dict[str, int] = {}
+  for fail in failures:
+    key = fail["reason"].split(":")[0]
+    reasons[key] = reasons.get(key, 0) + 1
+  logging.info(
+    "%s/%s/%s: %d clips in %d shards, %d failed (%.1f%%) %s in %.0fs; "
+    "failures in %s",
+    dataset,
+    variant,
+    split,
+    summary.num_clips,
+    len(done),
+    summary.num_failures,
+    100 * summary.failure_fraction,
+    reasons,
+    time.time() - t0,
+    record.failures_path(out, split),
+  )
+  return summary
+
+
+def exit_status(
+  summaries: Sequence[SplitSummary], max_failure_fraction: float
+) -> int:
+  """0, or 1 when a split wrote nothing or failed beyond the threshold."""
+  status = 0
+  for s in summaries:
+    if s.num_clips == 0:
+      logging.error("split %s: no usable clips", s.split)
+      status = 1
+    elif s.failure_fraction > max_failure_fraction:
+      logging.error(
+        "split %s: %.1f%% of clips failed (> %.1f%%)",
+        s.split,
+        100 * s.failure_fraction,
+        100 * max_failure_fraction,
+      )
+      status = 1
+  return status
+
+
+def define_flags():
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_enum("dataset", None, list(DATASETS), "dataset")
+  flags.DEFINE_string(
+    "variant",
+    None,
+    "gym99|gym288 (finegym), xsub|xview|xset (ntu), "
+    "k400|k600 (kinetics); default: the dataset's first",
+  )
+  flags.DEFINE_string("videos", None, "folder of videos (searched recursively)")
+  flags.DEFINE_string(
+    "annotations", None, "folder of the dataset's annotation files"
+  )
+  flags.DEFINE_string("out", None, "output folder")
+  flags.DEFINE_list("splits", None, "splits (default: all)")
+  flags.DEFINE_integer("short_side", 256, "resize short side")
+  flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality")
+  flags.DEFINE_integer("max_frames", 64, "frame cap per clip")
+  flags.DEFINE_integer("min_frames", 8, "shorter clips fail")
+  flags.DEFINE_integer("num_shards", 0, "0: by clips_per_shard")
+  flags.DEFINE_integer("clips_per_shard", 512, "clips per shard")
+  flags.DEFINE_integer("workers", os.cpu_count() or 1, "processes")
+  flags.DEFINE_float(
+    "max_failure_fraction", 0.1, "exit non-zero above this failed fraction"
+  )
+  flags.DEFINE_enum("runner", "local", ["local", "beam"], "runner")
+  flags.DEFINE_string(
+    "beam_options",
+    "",
+    "Beam pipeline options, e.g. '--runner=DirectRunner"
+    " --direct_num_workers=8'",
+  )
+
+
+def run(argv: Sequence[str]) -> int:
+  """The program: prepares every requested split; returns the exit status."""
+  del argv
+  f = flags.FLAGS
+  spec = DATASETS[f.dataset]
+  variant = f.variant or spec.default_variant
+  if variant not in spec.variants:
+    raise app.UsageError(
+      f"--variant={variant} is not one of "
+      f"{sorted(spec.variants)} for {f.dataset}"
+    )
+  params = Params(f.short_side, f.jpeg_quality, f.max_frames, f.min_frames)
+  summaries = []
+  for split in f.splits or spec.variants[variant]:
+    summaries.append(
+      prepare_split(
+        f.dataset,
+        variant,
+        split,
+        videos=f.videos,
+        annotations=f.annotations,
+        out=f.out,
+        params=params,
+        num_shards=f.num_shards,
+        clips_per_shard=f.clips_per_shard,
+        workers=f.workers,
+        runner=f.runner,
+        beam_options=f.beam_options,
+      )
+    )
+  for s in summaries:
+    print(
+      f"{s.split}: {s.num_clips} clips, {s.num_failures} failed "
+      f"({100 * s.failure_fraction:.1f}%)"
+    )
+  return exit_status(summaries, f.max_failure_fraction)
+
+
+def main(argv: Sequence[str]) -> Any:
+  sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(["dataset", "videos", "out"])
+  app.run(main)
