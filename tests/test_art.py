@@ -1,0 +1,382 @@
+"""Tests of ARTHeads and ART (art_jax/models/art.py) at tiny sizes."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from art_jax import losses
+from art_jax import sharding as sh
+from art_jax.models import art
+
+B, T, L, C = 2, 3, 6, 24  # batch, time steps, tokens per step, backbone width
+K, M, D = 5, 3, 16  # classes, templates, text width
+SMALL = dict(
+  num_classes=K,
+  latent_dim=16,
+  num_queries=2,
+  top_k=4,
+  se_layers=2,
+  decoder_layers=2,
+  num_heads=2,
+  mlp_ratio=2,
+)
+
+
+def _inputs(dtype=jnp.float32):
+  k = jax.random.split(jax.random.key(0), 3)
+  tokens = jax.random.normal(k[0], (B, T, L, C), dtype)
+  feat = jax.random.normal(k[1], (B, C))  # UniFormerV2's g is float32
+  bank = art.l2_normalize(jax.random.normal(k[2], (K, M, D)))
+  return tokens, feat, bank
+
+
+@functools.cache
+def _params():
+  """Initialised once: every variant below reads (a subset of) these."""
+  tokens, feat, bank = _inputs()
+  model = art.ARTHeads(**SMALL)
+  return nn.meta.unbox(
+    jax.jit(model.init)(jax.random.key(1), tokens, feat, bank)
+  )
+
+
+@functools.cache
+def _outputs(**overrides):
+  """Eval-mode outputs of ARTHeads(**SMALL, **overrides), jitted.
+
+  Also returns, under '_memory', the tokens the RSSA decoder attends to.
+  """
+  model = art.ARTHeads(**{**SMALL, **overrides})
+  dtype = overrides.get("dtype", jnp.float32)
+
+  def record(next_fun, args, kwargs, context):
+    if context.module.name == "decoder" and context.method_name == "__call__":
+      seen["_memory"] = args[1]
+    return next_fun(*args, **kwargs)
+
+  seen = {}
+
+  def run(params, tokens, feat, bank):
+    with nn.intercept_methods(record):
+      out = model.apply(params, tokens, feat, bank)
+    return {**out, **seen}
+
+  return jax.jit(run)(_params(), *_inputs(dtype))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_shapes_and_dtypes_under_jit(dtype):
+  out = dict(_outputs(dtype=dtype))
+  out.pop("_memory")
+  n, k, d = SMALL["num_queries"], SMALL["top_k"], SMALL["latent_dim"]
+  expected = {
+    "logits": ((B, K), jnp.float32),
+    "responses": ((B, T, n, d), dtype),
+    "response_maps": ((B, T, n, L), jnp.float32),
+    "video_embed": ((B, D), jnp.float32),
+    "topk": ((B, k), jnp.int32),
+    "topk_scores": ((B, k), jnp.float32),
+    "agent_bank": ((K, M, D), jnp.float32),
+    "prototypes": ((K, D), jnp.float32),
+    "text_tokens": ((B, T, k, d), dtype),
+    "saliency": ((B, T, n), jnp.float32),
+    "tracklets": ((B, n, d), jnp.float32),
+  }
+  assert {name: (v.shape, v.dtype) for name, v in out.items()} == expected
+  for v in out.values():
+    assert np.all(np.isfinite(np.asarray(v, np.float32)))
+  # Response maps are softmax attention averaged over heads.
+  np.testing.assert_allclose(out["response_maps"].sum(-1), 1.0, atol=1e-5)
+  if dtype == jnp.bfloat16:  # text selection runs in float32: unchanged
+    ref = _outputs()
+    np.testing.assert_array_equal(out["topk"], ref["topk"])
+    np.testing.assert_allclose(out["video_embed"], ref["video_embed"])
+
+
+def test_topk_indices_ordered_by_score():
+  out = _outputs()
+  _, _, bank = _inputs()
+  scores = np.asarray(out["video_embed"]) @ np.asarray(bank).reshape(-1, D).T
+  want = np.argsort(-scores, axis=-1)[:, : SMALL["top_k"]]
+  np.testing.assert_array_equal(out["topk"], want)
+  np.testing.assert_allclose(
+    out["topk_scores"], np.take_along_axis(scores, want, -1), atol=1e-6
+  )
+  assert np.all(np.diff(np.asarray(out["topk_scores"]), axis=-1) <= 0)
+
+
+def test_agent_bank_and_prototype_init():
+  _, _, bank = _inputs()
+  p = _params()["params"]
+  np.testing.assert_array_equal(p["agent_bank"], bank)
+  centres = bank.mean(1) / np.linalg.norm(bank.mean(1), axis=-1, keepdims=True)
+  np.testing.assert_allclose(p["prototypes"], centres, atol=1e-6)
+
+
+def test_model_never_reads_agent_bank_or_prototypes():
+  params = _params()
+  p = dict(params["params"])
+  p["agent_bank"] = p["agent_bank"] * 3.0 + 1.0
+  p["prototypes"] = -p["prototypes"]
+  model = art.ARTHeads(**SMALL)
+  out = jax.jit(model.apply)({"params": p}, *_inputs())
+  for name in ("logits", "responses", "topk", "response_maps"):
+    np.testing.assert_array_equal(out[name], _outputs()[name])
+
+
+def _structure(**overrides):
+  model = art.ARTHeads(**{**SMALL, **overrides})
+  shapes = jax.eval_shape(model.init, jax.random.key(0), *_inputs())
+  return set(shapes["params"])
+
+
+def test_se_off_is_identity():
+  assert {"se", "se_norm"} <= _structure()
+  assert not {"se", "se_norm"} & _structure(use_se=False)
+  out = _outputs(use_se=False)
+  tokens, _, bank = _inputs()
+  p = _params()["params"]
+  proj = lambda x, q: x @ q["kernel"] + q["bias"]
+  want_x = proj(tokens, p["token_proj"]).reshape(B * T, L, -1)
+  np.testing.assert_allclose(out["_memory"], want_x, atol=1e-5)
+  text = proj(bank.reshape(K * M, D)[out["topk"]], p["text_proj"])
+  want_text = jnp.broadcast_to(text[:, None], out["text_tokens"].shape)
+  np.testing.assert_allclose(out["text_tokens"], want_text, atol=1e-5)
+  # With SE on, the decoder attends to the enhanced tokens instead.
+  assert not np.allclose(_outputs()["_memory"], want_x, atol=1e-3)
+
+
+def test_ta_off_is_plain_sum():
+  out = _outputs(use_ta=False)
+  np.testing.assert_array_equal(out["saliency"], 1.0)
+  np.testing.assert_allclose(
+    out["tracklets"], out["responses"].sum(axis=1), atol=1e-5
+  )
+
+
+def test_ta_matches_hand_computation():
+  out = _outputs()
+  r, e = np.asarray(out["responses"]), np.asarray(out["text_tokens"])
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  sim = np.einsum("btnd,btjd->btnj", unit(r), unit(e)) / 0.1
+  soft = np.exp(sim - sim.max(1, keepdims=True))
+  soft /= soft.sum(1, keepdims=True)  # softmax over time
+  a = soft.mean(-1)
+  np.testing.assert_allclose(out["saliency"], a, atol=1e-5)
+  np.testing.assert_allclose(out["saliency"].sum(1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(
+    out["tracklets"], np.einsum("btn,btnd->bnd", a, r), atol=1e-5
+  )
+
+
+def test_baseline_has_only_text_branch():
+  assert _structure(use_rssa=False) == {
+    "agent_bank",
+    "prototypes",
+    "video_proj",
+  }
+  model = art.ARTHeads(**SMALL, use_rssa=False)
+  out = jax.eval_shape(model.apply, _params(), *_inputs())
+  assert set(out) == {
+    "video_embed",
+    "topk",
+    "topk_scores",
+    "agent_bank",
+    "prototypes",
+  }
+
+
+def test_ablation_switches_change_outputs():
+  base = _outputs()
+  for overrides in ({"use_se": False}, {"use_ta": False}):
+    out = _outputs(**overrides)
+    assert not np.allclose(out["logits"], base["logits"], atol=1e-4)
+    np.testing.assert_array_equal(out["topk"], base["topk"])
+
+
+def test_invalid_sizes_raise():
+  tokens, feat, bank = _inputs()
+  bad = art.ARTHeads(**{**SMALL, "num_queries": 5, "top_k": 4})
+  with pytest.raises(ValueError, match="num_queries=5 must be <= top_k=4"):
+    jax.eval_shape(bad.init, jax.random.key(0), tokens, feat, bank)
+  wrong_k = art.ARTHeads(**{**SMALL, "num_classes": K + 1})
+  with pytest.raises(ValueError, match="num_classes"):
+    jax.eval_shape(wrong_k.init, jax.random.key(0), tokens, feat, bank)
+
+
+def test_every_param_has_logical_axes():
+  model = art.ARTHeads(**SMALL)
+  tokens, feat, bank = _inputs()
+  boxed = jax.eval_shape(model.init, jax.random.key(0), tokens, feat, bank)
+  leaves = jax.tree.leaves(
+    boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+  )
+  assert leaves
+  for leaf in leaves:
+    assert isinstance(leaf, nn.LogicallyPartitioned), leaf
+    assert len(leaf.names) == leaf.value.ndim
+    assert all(isinstance(n, str) for n in leaf.names), leaf.names
+  specs = nn.get_partition_spec(boxed)["params"]
+  assert specs["agent_bank"] == jax.sharding.PartitionSpec(
+    sh.CLASSES, sh.TEMPLATES, sh.TEXT_EMBED
+  )
+  assert specs["se"]["layers"]["mlp"]["c_fc"]["kernel"] == (
+    jax.sharding.PartitionSpec(sh.LAYERS, sh.EMBED, sh.MLP)
+  )
+  # Every name resolves under the project's rules table.
+  nn.logical_to_mesh(specs, sh.LOGICAL_RULES)
+
+
+def test_scan_matches_loop():
+  looped = art.ARTHeads(**SMALL, scan=False, remat_policy="nothing_saveable")
+  p = dict(_params()["params"])
+  for stack, depth in (
+    ("se", SMALL["se_layers"]),
+    ("decoder", SMALL["decoder_layers"]),
+  ):
+    layers = p.pop(stack)["layers"]
+    p[stack] = {
+      f"layers_{i}": jax.tree.map(lambda x, i=i: x[i], layers)
+      for i in range(depth)
+    }
+  want = _outputs()
+  got = jax.jit(looped.apply)({"params": p}, *_inputs())
+  for name in ("logits", "responses", "response_maps"):
+    np.testing.assert_allclose(got[name], want[name], atol=1e-5)
+
+
+def test_gradients():
+  model, params = art.ARTHeads(**SMALL), _params()
+  tokens, feat, bank = _inputs()
+  labels = jnp.array([0, 3])
+  cfg = losses.LossConfig(use_global=False)
+
+  @jax.jit
+  def grad_fn(params, bank, key):
+    def loss_fn(params, bank):
+      out = model.apply(
+        params, tokens, feat, bank, train=True, rngs={"dropout": key}
+      )
+      return losses.total_loss(out, labels, cfg)[0]
+
+    return jax.value_and_grad(loss_fn, argnums=(0, 1))(params, bank)
+
+  loss, (grads, bank_grad) = grad_fn(params, bank, jax.random.key(2))
+  g = grads["params"]
+  for leaf in jax.tree.leaves(g):
+    assert np.all(np.isfinite(leaf))
+  np.testing.assert_array_equal(bank_grad, 0.0)  # the EMA bank: no gradient
+  for name in (
+    "agent_bank",
+    "prototypes",
+    "video_proj",
+    "query_prompts",
+    "text_proj",
+    "token_proj",
+    "global_proj",
+    "head",
+  ):
+    norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[name]))
+    assert norm > 0, name
+  for stack in ("se", "decoder"):  # every scanned layer learns
+    per_layer = sum(
+      np.abs(x).reshape(x.shape[0], -1).sum(-1)
+      for x in jax.tree.leaves(g[stack])
+    )
+    assert per_layer.shape == (2,) and np.all(per_layer > 0), stack
+  # Dropout (before the classifier) is on in train mode only.
+  loss2, _ = grad_fn(params, bank, jax.random.key(3))
+  assert float(loss) != float(loss2)
+
+
+BACKBONE = dict(
+  input_resolution=32,
+  patch_size=16,
+  width=32,
+  layers=2,
+  heads=2,
+  t_size=4,
+  return_list=(1,),
+  n_layers=1,
+  n_dim=32,
+  n_head=2,
+  mlp_dropout=(0.5,),
+  num_classes=K,
+)
+HEADS = {k: v for k, v in SMALL.items() if k != "num_classes"}
+
+
+def _art_inputs():
+  video = jax.random.normal(jax.random.key(0), (B, 4, 32, 32, 3))
+  return video, _inputs()[2]
+
+
+@pytest.mark.parametrize("use_rssa", [True, False])
+def test_art_composes_backbone_and_heads(use_rssa):
+  model = art.ART(backbone=BACKBONE, heads={**HEADS, "use_rssa": use_rssa})
+  video, bank = _art_inputs()
+  variables = jax.eval_shape(model.init, jax.random.key(0), video, bank)
+  assert set(variables["params"]) == {"backbone", "heads"}
+  out = jax.eval_shape(
+    functools.partial(
+      model.apply,
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": jax.random.key(1)},
+    ),
+    variables,
+    video,
+    bank,
+  )[0]
+  shapes = {name: v.shape for name, v in out.items()}
+  assert shapes["logits"] == shapes["logits_global"] == (B, K)
+  assert shapes["global"] == (B, 32)
+  if use_rssa:  # T' = 4 / 2 time steps, L = (32 / 16)^2 tokens
+    assert shapes["responses"] == (B, 2, 2, SMALL["latent_dim"])
+    assert shapes["response_maps"] == (B, 2, 2, 4)
+  else:
+    assert "responses" not in shapes
+
+
+@pytest.mark.slow
+def test_art_train_step_end_to_end():
+  video, bank = _art_inputs()
+  labels = jnp.array([1, 4])
+  for use_rssa, cfg in (
+    (True, losses.LossConfig()),
+    (False, losses.LOSS_SETTINGS["baseline"]),
+  ):
+    model = art.ART(backbone=BACKBONE, heads={**HEADS, "use_rssa": use_rssa})
+    variables = nn.meta.unbox(
+      jax.jit(model.init)(jax.random.key(0), video, bank)
+    )
+
+    @jax.jit
+    def step(params, model=model, variables=variables, cfg=cfg):
+      def loss_fn(params):
+        out, _ = model.apply(
+          {**variables, "params": params},
+          video,
+          bank,
+          train=True,
+          mutable=["batch_stats"],
+          rngs={"dropout": jax.random.key(1)},
+        )
+        return losses.total_loss(out, labels, cfg)[0], out
+
+      return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    (loss, out), grads = step(variables["params"])
+    assert np.isfinite(loss)
+    grad_norm = lambda t: sum(
+      float(jnp.abs(x).sum()) for x in jax.tree.leaves(t)
+    )
+    assert grad_norm(grads["backbone"]) > 0
+    if use_rssa:
+      assert grad_norm(grads["heads"]["head"]) > 0
+    else:
+      np.testing.assert_array_equal(out["logits"], out["logits_global"])
