@@ -1,0 +1,204 @@
+"""UniFormerV2: parameter counts, layouts, train mode, dtypes, sharding."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from art_jax import weights
+from art_jax.models import uniformerv2 as uv2
+
+TINY = dict(
+  input_resolution=32,
+  patch_size=8,
+  width=48,
+  layers=4,
+  heads=3,
+  return_list=(1, 3),
+  n_layers=2,
+  n_dim=48,
+  n_head=3,
+  mlp_dropout=(0.5, 0.2),
+  num_classes=7,
+)
+
+
+def _video(b=2, t=8, r=32, seed=0):
+  return jax.random.normal(jax.random.key(seed), (b, t, r, r, 3))
+
+
+def _noisy_init(model, video, seed=0):
+  """Random variables of the model's shapes (no zero-init hides bugs).
+
+  Filled with numpy rather than model.init: the tiny model's jitted init
+  takes seconds to compile, its forward under a second.
+  """
+  shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), video))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, x):
+    if path[-1].key == "var":
+      return rng.uniform(0.5, 1.5, x.shape).astype(np.float32)
+    return (0.3 * rng.normal(size=x.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+@pytest.mark.parametrize(
+  "preset,expected", [("b16", 134_491_491), ("l14", 422_349_763)]
+)
+def test_param_count_matches_official(preset, expected):
+  model = uv2.UniFormerV2(**uv2.preset_kwargs(preset, num_classes=99))
+  r = model.input_resolution
+  shapes = jax.eval_shape(
+    model.init,
+    jax.random.key(0),
+    jax.ShapeDtypeStruct((1, 16, r, r, 3), jnp.float32),
+  )
+  count = sum(x.size for x in jax.tree.leaves(nn.meta.unbox(shapes["params"])))
+  assert count == expected
+
+
+def test_presets_and_overrides():
+  kw = uv2.preset_kwargs("l14_336", num_classes=5)
+  assert (kw["input_resolution"], kw["width"], kw["num_classes"]) == (
+    336,
+    1024,
+    5,
+  )
+  with pytest.raises(ValueError, match="widht"):
+    uv2.preset_kwargs("b16", widht=3)
+  assert uv2.layer_segments(6, (1, 2, 5)) == [
+    (0, 1, False),
+    (1, 3, True),
+    (3, 5, False),
+    (5, 6, True),
+  ]
+
+
+def test_output_shapes_and_input_errors():
+  model = uv2.UniFormerV2(**TINY)
+  video = _video()
+  v = jax.jit(model.init)(jax.random.key(0), video)
+  out = jax.jit(model.apply)(v, video)
+  assert out["tokens"].shape == (2, 4, 16, 48)
+  assert out["global"].shape == (2, 48)
+  assert out["logits"].shape == (2, 7)
+  params = nn.meta.unbox(v["params"])
+  assert set(params) >= {
+    "resblocks_scan_0",
+    "uniblocks_scan_1",
+    "resblocks_scan_2",
+    "uniblocks_scan_3",
+  }
+  # Zero-inits of the official model: a fresh model is CLIP per frame.
+  for zero in (
+    params["resblocks_scan_0"]["lmhra1"]["pos_embed_3"]["kernel"],
+    params["resblocks_scan_2"]["lmhra2"]["pos_embed_3"]["bias"],
+    params["uniblocks_scan_1"]["dec"]["attn"]["out"]["kernel"],
+    params["uniblocks_scan_3"]["dec"]["mlp"]["c_proj"]["kernel"],
+    params["uniblocks_scan_3"]["dpe"]["bias"],
+    params["balance"],
+    params["temporal_cls_token"],
+  ):
+    np.testing.assert_array_equal(zero, 0)
+  # Layers of one stack are initialised differently (split rngs).
+  kernels = params["resblocks_scan_2"]["attn"]["query"]["kernel"]
+  assert kernels.shape == (1, 48, 3, 16)
+  c_fc = params["uniblocks_scan_1"]["resblock"]["mlp"]["c_fc"]["kernel"]
+  assert not np.allclose(
+    c_fc[0], params["resblocks_scan_0"]["mlp"]["c_fc"]["kernel"][0]
+  )
+  with pytest.raises(ValueError, match="must be even"):
+    model.apply(v, _video(t=7))
+  with pytest.raises(ValueError, match="input_resolution"):
+    model.apply(v, _video(r=40))
+  with pytest.raises(ValueError, match="n_layers"):
+    uv2.UniFormerV2(**dict(TINY, n_layers=3)).init(jax.random.key(0), video)
+
+
+@pytest.mark.parametrize("remat_policy", ["none", "nothing_saveable"])
+def test_scan_equals_loop(remat_policy):
+  video = _video()
+  scan = uv2.UniFormerV2(**TINY, remat_policy=remat_policy)
+  v = _noisy_init(scan, video)
+  loop = scan.clone(scan=False)
+  v_loop = weights.convert_layout(v, scan, to_scan=False)
+  assert "resblocks_3" in v_loop["params"] and "dec_1" in v_loop["params"]
+  a = jax.jit(scan.apply)(v, video)
+  b = jax.jit(loop.apply)(v_loop, video)
+  # Same math; XLA fuses a scanned body and unrolled layers differently,
+  # so only float32 rounding differs.
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5)
+  back = weights.convert_layout(v_loop, scan, to_scan=True)
+  jax.tree.map(np.testing.assert_array_equal, back, v)
+
+
+def test_train_mode_updates_batch_stats_and_needs_dropout_rng():
+  small = dict(TINY, layers=2, return_list=(1,), n_layers=1, mlp_dropout=(0.5,))
+  model = uv2.UniFormerV2(
+    **small, drop_path_rate=0.2, backbone_drop_path_rate=0.1
+  )
+  video = _video()
+  v = _noisy_init(model, video)
+  with pytest.raises(Exception, match="dropout"):
+    jax.eval_shape(
+      lambda: model.apply(v, video, train=True, mutable=["batch_stats"])
+    )
+
+  def loss(params, rng):
+    out, upd = model.apply(
+      {"params": params, "batch_stats": v["batch_stats"]},
+      video,
+      train=True,
+      rngs={"dropout": rng},
+      mutable=["batch_stats"],
+    )
+    return out["logits"].sum(), (out, upd)
+
+  step = jax.jit(jax.grad(loss, has_aux=True))
+  g1, (o1, upd) = step(v["params"], jax.random.key(1))
+  _, (o2, _) = step(v["params"], jax.random.key(2))
+  assert not np.allclose(o1["logits"], o2["logits"])
+  old = v["batch_stats"]["resblocks_scan_0"]["lmhra1"]["pos_embed_0"]["mean"]
+  new = upd["batch_stats"]["resblocks_scan_0"]["lmhra1"]["pos_embed_0"]["mean"]
+  assert old.shape == new.shape == (1, 48)
+  assert not np.allclose(old, new)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(g1))
+  apply = jax.jit(model.apply)
+  np.testing.assert_array_equal(
+    apply(v, video)["logits"], apply(v, video)["logits"]
+  )
+
+
+def test_bf16_compute_with_f32_params():
+  video = _video()
+  f32 = uv2.UniFormerV2(**TINY)
+  v = _noisy_init(f32, video)
+  bf16 = f32.clone(dtype=jnp.bfloat16, remat_policy="dots_saveable")
+  out = jax.jit(bf16.apply)(v, video)
+  ref = jax.jit(f32.apply)(v, video)
+  assert out["tokens"].dtype == jnp.bfloat16
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(v))
+  assert np.isfinite(np.asarray(out["logits"], np.float32)).all()
+  err = np.abs(np.asarray(out["logits"]) - ref["logits"]).max()
+  assert err < 0.05 * np.abs(ref["logits"]).max()
+
+
+def test_every_param_has_logical_names():
+  model = uv2.UniFormerV2(**TINY)
+  boxed = jax.eval_shape(model.init, jax.random.key(0), _video())["params"]
+  leaves = jax.tree.leaves(
+    boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+  )
+  assert leaves
+  for leaf in leaves:
+    assert isinstance(leaf, nn.LogicallyPartitioned), leaf
+    assert len(leaf.names) == leaf.value.ndim
+  specs = nn.get_partition_spec(boxed)
+  q = specs["resblocks_scan_0"]["attn"]["query"]["kernel"]
+  assert tuple(q) == ("layers", "embed", "heads", "kv")
+  assert tuple(specs["uniblocks_scan_1"]["dpe"]["kernel"])[0] == "layers"
+  assert tuple(specs["proj_2"]["kernel"]) == ("embed", "classes")
