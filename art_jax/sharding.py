@@ -36,7 +36,11 @@ CLASSES = "classes"
 TEMPLATES = "templates"  # prompt templates of the text bank
 TEXT_EMBED = "text_embed"  # CLIP joint embedding width D
 VOCAB = "vocab"
-CONV_SPATIAL = "conv_spatial"  # kernel extents of convolutions
+# Kernel extents of convolutions; one name per axis (an array may not repeat
+# a logical name).
+CONV_T = "conv_t"
+CONV_H = "conv_h"
+CONV_W = "conv_w"
 NORM = "norm"  # LayerNorm / BatchNorm feature axis when it is not `embed`
 
 LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
@@ -57,7 +61,9 @@ LOGICAL_RULES: LogicalRules = (
     (TEMPLATES, None),
     (TEXT_EMBED, None),
     (VOCAB, None),
-    (CONV_SPATIAL, None),
+    (CONV_T, None),
+    (CONV_H, None),
+    (CONV_W, None),
     (NORM, None),
 )
 

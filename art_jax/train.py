@@ -129,7 +129,8 @@ def setup_state(
   rng_shape = jax.eval_shape(lambda: jax.random.key(0))
   bank_struct = jax.ShapeDtypeStruct(bank_shape, jnp.float32)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    boxed = jax.eval_shape(init_boxed, rng_shape, bank_struct)
+    boxed = _drop_empty_boxes(jax.eval_shape(init_boxed, rng_shape,
+                                             bank_struct))
     specs = nn.get_partition_spec(boxed)
     shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
   # Leaves without logical names (step, rng, bank, BatchNorm stats):
@@ -142,6 +143,23 @@ def setup_state(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       nn.meta.unbox(boxed), shardings)
   return StateSetup(init_fn, abstract, shardings)
+
+
+def _drop_empty_boxes(tree: PyTree) -> PyTree:
+  """Unboxes partitioning boxes that hold no array.
+
+  optax.partition/masked put an empty `MaskedNode` where a parameter is not
+  in their group; computed over boxed params that node sits *inside* the
+  parameter's box, which would otherwise become a sharding where the
+  unboxed state has no leaf.
+  """
+  def fix(x):
+    value = getattr(x, "value", None)
+    if isinstance(x, nn.meta.AxisMetadata) and not hasattr(value, "shape"):
+      return value
+    return x
+  return jax.tree.map(fix, tree,
+                      is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
 
 
 def create_state(setup: StateSetup, mesh, rules, seed: int,

@@ -14,6 +14,10 @@ or short videos, unparsable annotation lines) is skipped and logged to
 `{split}.failures.jsonl`; the exit status is non-zero only when a split
 produced nothing or more than --max_failure_fraction of it failed.
 
+`--dataset=synthetic` renders its clips instead of decoding videos
+(`art_jax/data/synthetic.py`; --num_train, --num_val, --seed, --frames,
+--size; no --videos or --annotations).
+
 `--runner=beam --beam_options="--runner=DataflowRunner ..."` runs the same
 per-clip function on Apache Beam (`pip install art_jax[beam]`).
 """
@@ -35,7 +39,7 @@ from absl import app, flags, logging
 from array_record.python import array_record_module
 from tqdm import tqdm
 
-from art_jax.data import record, video
+from art_jax.data import record, synthetic, video
 from art_jax.data.datasets import (
   common,
   diving48,
@@ -52,6 +56,10 @@ class Dataset:
   variants: dict[str, tuple[str, ...]]
   default_variant: str
   flip_safe: bool = True
+  # Per-clip function (task, params) -> (bytes, None) | (None, failure);
+  # None: `process_clip`, which decodes the task's video.
+  process: Callable[..., tuple[bytes | None, dict | None]] | None = None
+  needs_videos: bool = True
 
 
 DATASETS = {
@@ -75,8 +83,14 @@ DATASETS = {
   "ssv2": Dataset(
     ssv2.read, ssv2.VARIANTS, ssv2.DEFAULT_VARIANT, flip_safe=ssv2.FLIP_SAFE
   ),
-  # Procedurally rendered clips; the generator comes with issue 5.
-  "synthetic": Dataset(None, {"default": ("train", "val")}, "default"),
+  "synthetic": Dataset(
+    synthetic.read,
+    synthetic.VARIANTS,
+    synthetic.DEFAULT_VARIANT,
+    flip_safe=synthetic.FLIP_SAFE,
+    process=synthetic.process_clip,
+    needs_videos=False,
+  ),
 }
 
 
@@ -148,8 +162,8 @@ def process_clip(
 
 
 def _process_indexed(args):
-  shard, task, params = args
-  return shard, process_clip(task, params)
+  shard, task, params, process = args
+  return shard, process(task, params)
 
 
 def plan_shards(
@@ -215,8 +229,10 @@ def write_split_local(
   shards: Sequence[tuple[int, int]],
   params: Params,
   workers: int,
+  process: Callable | None = None,
 ) -> list[dict]:
   """Writes the shards not yet done; returns every shard's done-record."""
+  process = process or process_clip
   os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
   n = len(shards)
   names = [record.shard_name(split, i, n) for i in range(n)]
@@ -227,7 +243,9 @@ def write_split_local(
     logging.info(
       "%s: %d of %d shards already done, skipping them", split, n - len(todo), n
     )
-  work = [(i, tasks[j], params) for i in todo for j in range(*shards[i])]
+  work = [
+    (i, tasks[j], params, process) for i in todo for j in range(*shards[i])
+  ]
   if not work and not todo:
     return done
   remaining = {i: shards[i][1] - shards[i][0] for i in todo}
@@ -289,6 +307,7 @@ def write_split_beam(
   num_shards: int,
   params: Params,
   beam_options: str,
+  process: Callable | None = None,
 ) -> list[dict]:
   """Runs `process_clip` on Apache Beam; the array_record sink writes.
 
@@ -320,7 +339,7 @@ def write_split_beam(
       p
       | "Clips" >> beam.Create(list(tasks))
       | "Spread" >> beam.Reshuffle()
-      | "Process" >> beam.Map(process_clip, params)
+      | "Process" >> beam.Map(process or process_clip, params)
     )
     _ = (
       results
@@ -356,7 +375,7 @@ def prepare_split(
   variant: str,
   split: str,
   *,
-  videos: str,
+  videos: str | None,
   annotations: str | None,
   out: str,
   params: Params = Params(),
@@ -365,27 +384,34 @@ def prepare_split(
   workers: int = 1,
   runner: str = "local",
   beam_options: str = "",
+  read_options: dict[str, Any] | None = None,
 ) -> SplitSummary:
-  """Prepares one split; see the module docstring."""
+  """Prepares one split; see the module docstring.
+
+  `read_options` are extra keyword arguments of the dataset's reader
+  (synthetic: num_clips {split: n} and seed).
+  """
   spec = DATASETS[dataset]
   if spec.read is None:
     raise NotImplementedError(
       f"dataset {dataset!r} has no preprocessing job yet"
     )
-  if not os.path.isdir(videos):
+  if spec.needs_videos and not (videos and os.path.isdir(videos)):
     raise FileNotFoundError(f"--videos={videos} is not a folder")
   os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
   t0 = time.time()
-  ann = spec.read(annotations, videos, split, variant)
+  ann = spec.read(annotations, videos, split, variant, **(read_options or {}))
   if not ann.clips:
     logging.warning("%s/%s: the annotations list no clips", dataset, split)
   shards = plan_shards(len(ann.clips), num_shards, clips_per_shard)
   if runner == "beam":
     done = write_split_beam(
-      out, split, ann.clips, len(shards), params, beam_options
+      out, split, ann.clips, len(shards), params, beam_options, spec.process
     )
   elif runner == "local":
-    done = write_split_local(out, split, ann.clips, shards, params, workers)
+    done = write_split_local(
+      out, split, ann.clips, shards, params, workers, spec.process
+    )
   else:
     raise ValueError(f"unknown runner {runner!r}; use local or beam")
   failures = list(ann.failures)
@@ -467,7 +493,9 @@ def define_flags():
     "gym99|gym288 (finegym), xsub|xview|xset (ntu), "
     "k400|k600 (kinetics); default: the dataset's first",
   )
-  flags.DEFINE_string("videos", None, "folder of videos (searched recursively)")
+  flags.DEFINE_string(
+    "videos", None, "folder of videos (searched recursively); not synthetic"
+  )
   flags.DEFINE_string(
     "annotations", None, "folder of the dataset's annotation files"
   )
@@ -490,6 +518,12 @@ def define_flags():
     "Beam pipeline options, e.g. '--runner=DirectRunner"
     " --direct_num_workers=8'",
   )
+  # --dataset=synthetic only.
+  flags.DEFINE_integer("num_train", None, "synthetic: train clips")
+  flags.DEFINE_integer("num_val", None, "synthetic: val clips")
+  flags.DEFINE_integer("seed", 0, "synthetic: seed of every clip")
+  flags.DEFINE_integer("frames", 16, "synthetic: frames per clip")
+  flags.DEFINE_integer("size", 64, "synthetic: frame side (not resized)")
 
 
 def run(argv: Sequence[str]) -> int:
@@ -503,7 +537,20 @@ def run(argv: Sequence[str]) -> int:
       f"--variant={variant} is not one of "
       f"{sorted(spec.variants)} for {f.dataset}"
     )
-  params = Params(f.short_side, f.jpeg_quality, f.max_frames, f.min_frames)
+  read_options = None
+  if f.dataset == "synthetic":
+    if f.num_train is None or f.num_val is None:
+      raise app.UsageError("--dataset=synthetic needs --num_train, --num_val")
+    # Rendered at --size: short_side is the stored size, never resized.
+    params = Params(f.size, f.jpeg_quality, f.frames, f.frames)
+    read_options = {
+      "num_clips": {"train": f.num_train, "val": f.num_val},
+      "seed": f.seed,
+    }
+  else:
+    if spec.needs_videos and not f.videos:
+      raise app.UsageError(f"--dataset={f.dataset} needs --videos")
+    params = Params(f.short_side, f.jpeg_quality, f.max_frames, f.min_frames)
   summaries = []
   for split in f.splits or spec.variants[variant]:
     summaries.append(
@@ -520,6 +567,7 @@ def run(argv: Sequence[str]) -> int:
         workers=f.workers,
         runner=f.runner,
         beam_options=f.beam_options,
+        read_options=read_options,
       )
     )
   for s in summaries:
@@ -536,5 +584,5 @@ def main(argv: Sequence[str]) -> Any:
 
 if __name__ == "__main__":
   define_flags()
-  flags.mark_flags_as_required(["dataset", "videos", "out"])
+  flags.mark_flags_as_required(["dataset", "out"])
   app.run(main)

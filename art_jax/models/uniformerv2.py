@@ -247,7 +247,7 @@ class TemporalDepthwiseConv(nn.Module):
     kernel = self.param(
       "kernel",
       nn.with_logical_partitioning(
-        torch_kernel_init, (sh.CONV_SPATIAL, sh.MLP)
+        torch_kernel_init, (sh.CONV_T, sh.MLP)
       ),
       (k, c),
       self.param_dtype,
@@ -433,7 +433,7 @@ def dpe_conv(
     dtype=dtype,
     param_dtype=param_dtype,
     kernel_init=nn.with_logical_partitioning(
-      torch_kernel_init, (sh.CONV_SPATIAL,) * 3 + (None, sh.EMBED)
+      torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
     ),
     bias_init=nn.with_logical_partitioning(layers.zeros, (sh.EMBED,)),
     name=name,
@@ -625,7 +625,7 @@ class UniFormerV2(nn.Module):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       kernel_init=nn.with_logical_partitioning(
-        torch_kernel_init, (sh.CONV_SPATIAL,) * 3 + (None, sh.EMBED)
+        torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
       ),
       name="conv1",
     )(video.astype(self.dtype))
