@@ -269,18 +269,6 @@ def test_exit_status():
   assert prepare.exit_status([ok, prepare.SplitSummary("b", 0, 0, 0)], 0.5) == 1
 
 
-def test_synthetic_slot_is_reserved(tmp_path):
-  with pytest.raises(NotImplementedError, match="synthetic"):
-    prepare.prepare_split(
-      "synthetic",
-      "default",
-      "train",
-      videos="",
-      annotations="",
-      out=str(tmp_path),
-    )
-
-
 def test_process_clip_never_raises(tmp_path):
   """The per-clip function (the Beam DoFn body) turns errors into reasons."""
   from art_jax.data.datasets import common
