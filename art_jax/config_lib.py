@@ -70,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.frame_stride = 2  # dense sampling only
   c.data.crop_size = 224
   c.data.crop = "multiscale"  # 'multiscale' (TSN scales) | 'rrc' (area)
+  c.data.crop_scales = (1.0, 0.875, 0.75, 0.66)  # 'multiscale' only
   c.data.min_area = 0.25  # random-resized-crop area range ('rrc' only)
   c.data.max_area = 1.0
   c.data.flip = True  # horizontal flip (off where it changes the class)
@@ -77,10 +78,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_test_clips = 1
   c.data.num_spatial_crops = 1
   c.data.eval_batch_size = config_dict.placeholder(int)  # default: batch_size
+  # dataset == 'synthetic' only: rendered into data.dir on first use.
+  c.data.synthetic = ml_collections.ConfigDict({
+      "num_train": 2400, "num_val": 480, "seed": 0, "frames": 16,
+      "size": 64, "workers": 1})
 
   c.text_bank = ml_collections.ConfigDict()
   c.text_bank.dir = config_dict.placeholder(str)  # bank.npy + bank.json
   c.text_bank.momentum = 0.999  # EMA of the agent bank into the bank (Eq 12)
+  # If bank.npy is absent, build it with this CLIP (HF id or local dir;
+  # "tiny": a small random local text tower) from the split's class names.
+  c.text_bank.clip = config_dict.placeholder(str)
+  c.text_bank.num_templates = 16  # first M of text_bank.DEFAULT_TEMPLATES
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
@@ -90,6 +99,12 @@ def base_config() -> ml_collections.ConfigDict:
       "backbone_drop_path_rate": 0.0,
       "drop_path_rate": 0.0,
       "cls_dropout": 0.5,
+      # The spec's backbone (ART_SPEC 1): Local MHRA and T' = T/2. The
+      # paper's GFLOPs match UniFormerV2's Kinetics recipe instead:
+      # no_lmhra=True, temporal_downsample=False (see README, model stats).
+      "no_lmhra": False,
+      "double_lmhra": True,
+      "temporal_downsample": True,
   })
   c.model.heads = ml_collections.ConfigDict({
       "latent_dim": 256,

@@ -29,6 +29,10 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id.")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.path.expanduser("~/.cache/art_jax/xla"),
+    "Persistent XLA compilation cache ('' disables): a restarted job "
+    "skips recompiling the same step.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -80,6 +84,10 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   initialize_distributed()
   import jax  # noqa: PLC0415
+
+  if _CACHE.value:
+    jax.config.update("jax_compilation_cache_dir", _CACHE.value)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
   from art_jax import train  # noqa: PLC0415 - heavy imports after flags
 

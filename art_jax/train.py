@@ -28,8 +28,8 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from art_jax import checkpointing, config_lib, evaluate, losses, optim
-from art_jax import reporting, text_bank
+from art_jax import checkpointing, config_lib, evaluate, inputs, losses, optim
+from art_jax import reporting, text_bank, viz
 from art_jax import sharding as sh
 from art_jax.data import pipeline
 from art_jax.models import art as art_model
@@ -320,6 +320,43 @@ def compile_train_step(
   return compiled, time.perf_counter() - t0
 
 
+def make_explain_fn(model: nn.Module, dtype: Any):
+  """`explain(state, video)` -> probs, response maps, backbone tokens."""
+  def explain(state: TrainState, video: jax.Array) -> dict[str, jax.Array]:
+    out = model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        normalize_video(video, dtype), state.text_bank, train=False)
+    keep = {k: out[k].astype(jnp.float32) for k in ("response_maps", "tokens")
+            if k in out}
+    keep["probs"] = jax.nn.softmax(out["logits"].astype(jnp.float32), -1)
+    return keep
+  return explain
+
+
+def write_tracklet_pictures(
+    explained: Mapping[str, np.ndarray], frames: np.ndarray,
+    class_weights: np.ndarray, class_names, grid: tuple[int, int],
+    out_dir: str, step: int, writer: "reporting.MetricWriter | None" = None,
+    max_clips: int = 4,
+) -> list[str]:
+  """Tracklet + CAM pictures of the first clips of a batch (PNG + TB)."""
+  paths = []
+  maps = explained.get("response_maps")  # absent in the baseline
+  for i in range(min(max_clips, frames.shape[0])):
+    probs = explained["probs"][i]
+    pred = int(np.argmax(probs))
+    name = class_names[pred] if class_names else str(pred)
+    image = viz.clip_picture(
+        frames[i], None if maps is None else maps[i],
+        explained["tokens"][i], class_weights[:, pred], grid,
+        title=f"pred: {name} ({probs[pred]:.2f})", scale=2)
+    paths.append(viz.save_png(image, os.path.join(
+        out_dir, f"step{step}_clip{i}.png")))
+    if writer is not None:
+      writer.image(step, f"tracklets/clip{i}", image)
+  return paths
+
+
 # --- host <-> device ------------------------------------------------------------
 
 
@@ -339,7 +376,7 @@ def make_train_iterator(config: ml_collections.ConfigDict):
       d.dir, d.train_split, batch_size=config.batch_size // jax.process_count(),
       num_frames=d.num_frames, sampling=d.sampling,
       frame_stride=d.frame_stride, crop_size=d.crop_size, crop=d.crop,
-      area_range=(d.min_area, d.max_area), flip=d.flip, seed=config.seed,
+      scales=tuple(d.crop_scales), area_range=(d.min_area, d.max_area), flip=d.flip, seed=config.seed,
       num_workers=d.num_workers, process_index=jax.process_index(),
       process_count=jax.process_count(), num_classes=d.num_classes)
 
@@ -431,7 +468,9 @@ def train_and_evaluate(
     {'steps', 'preempted', 'losses' (per step), 'skipped_steps'} plus the
     last evaluation's top1/top5/mean_class_accuracy.
   """
-  # 1. Metadata, bank, validation.
+  # 1. Inputs (synthetic data / text bank built if configured and absent),
+  # metadata, bank, validation.
+  inputs.ensure_inputs(config)
   train_meta = pipeline.read_metadata(
       config.data.dir, config.data.train_split, config.data.num_classes) \
       if mode != "eval" else None
@@ -490,6 +529,13 @@ def train_and_evaluate(
       in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
       out_shardings=NamedSharding(mesh, P()))
   replicate = jax.jit(lambda x: x, out_shardings=NamedSharding(mesh, P()))
+  explain = jax.jit(
+      make_explain_fn(model, dtype),
+      in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
+      out_shardings=NamedSharding(mesh, P()))
+  grid = config.data.crop_size // (config.model.backbone.get("patch_size")
+                                   or uniformerv2.PRESETS[
+                                       config.model.preset]["patch_size"])
   eval_bs = (config.data.eval_batch_size or config.batch_size)
 
   def run_eval(step: int) -> dict[str, Any]:
@@ -507,7 +553,9 @@ def train_and_evaluate(
     batch_rows: dict[str, np.ndarray] = {}
     scores = evaluate.VideoScores(config.data.num_classes)
     t0 = time.perf_counter()
+    first = None
     for batch in it:
+      first = batch if first is None else first
       probs = predict_batch(batch)
       scores.add(probs, batch_rows["label"], batch_rows["video_index"],
                  batch_rows["mask"])
@@ -517,6 +565,17 @@ def train_and_evaluate(
     if jax.process_index() == 0:
       evaluate.write_report(metrics, class_names,
                             os.path.join(workdir, "eval"), step)
+    if first is not None:
+      g = to_global(first, mesh, rules)
+      with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        explained = jax.device_get(explain(state, g["video"]))
+      if jax.process_index() == 0:
+        weights = np.asarray(jax.device_get(replicate(
+            state.params["backbone"]["proj_2"]["kernel"])), np.float32)
+        write_tracklet_pictures(
+            explained, np.asarray(jax.device_get(replicate(g["video"]))),
+            weights, class_names, (grid, grid),
+            os.path.join(workdir, "tracklets"), step, writer)
     scalars = {f"eval/{k}": metrics[k] for k in
                ("top1", "top5", "mean_class_accuracy", "num_videos")}
     scalars["eval/seconds"] = time.perf_counter() - t0

@@ -101,6 +101,7 @@ def test_sigterm_then_resume_gives_the_same_losses_bit_for_bit(data, tmp_path):
   assert [want[s] for s in range(1, 21)] == [got[s] for s in range(1, 21)]
 
 
+@pytest.mark.slow
 def test_eight_devices_data_fsdp_match_one_device(data, tmp_path):
   c8 = make_config(
     data,
@@ -119,33 +120,31 @@ def test_eight_devices_data_fsdp_match_one_device(data, tmp_path):
   )
 
 
+@pytest.mark.slow
 def test_restore_onto_a_smaller_mesh(data, tmp_path):
+  """Saved on 8 devices (data 4 x fsdp 2), resumed on 4 (data 2 x fsdp 2)."""
   workdir = str(tmp_path / "run")
-  c = make_config(
-    data,
-    total_steps=2,
-    eval_every_steps=1000,
-    **{"mesh.data": 4, "mesh.fsdp": 2},
-  )
-  train.train_and_evaluate(c, workdir, mode="train")
-  c4 = make_config(
-    data,
-    total_steps=4,
-    eval_every_steps=1000,
-    **{"mesh.data": 2, "mesh.fsdp": 2},
-  )
-  out = train.train_and_evaluate(
-    c4, workdir, mode="train", devices=jax.devices()[:4]
-  )
+  c8 = make_config(data, total_steps=4, eval_every_steps=1000,
+                   **{"mesh.data": 4, "mesh.fsdp": 2})
+  c4 = make_config(data, total_steps=4, eval_every_steps=1000,
+                   **{"mesh.data": 2, "mesh.fsdp": 2})
+
+  def preempt_at_2(step):
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  first = train.train_and_evaluate(c8, workdir, mode="train",
+                                   step_hook=preempt_at_2)
+  assert first["steps"] == 2
+  out = train.train_and_evaluate(c4, workdir, mode="train",
+                                 devices=jax.devices()[:4])
   assert out["steps"] == 4
   straight = str(tmp_path / "straight")
-  train.train_and_evaluate(
-    c4, straight, mode="train", devices=jax.devices()[:4]
-  )
+  train.train_and_evaluate(c4, straight, mode="train",
+                           devices=jax.devices()[:4])
   got, want = read_losses(workdir), read_losses(straight)
-  np.testing.assert_allclose(
-    [got[s] for s in (1, 2, 3, 4)], [want[s] for s in (1, 2, 3, 4)], rtol=2e-5
-  )
+  np.testing.assert_allclose([got[s] for s in (1, 2, 3, 4)],
+                             [want[s] for s in (1, 2, 3, 4)], rtol=2e-5)
 
 
 def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):

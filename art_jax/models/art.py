@@ -438,6 +438,7 @@ class ART(nn.Module):
     )
     out["logits_global"] = feats["logits"].astype(jnp.float32)
     out["global"] = feats["global"]
+    out["tokens"] = feats["tokens"]  # for class-activation maps (viz)
     if "logits" not in out:
       out["logits"] = out["logits_global"]
     return out
