@@ -10,6 +10,7 @@ run.
 """
 
 import contextlib
+import json
 import os
 import pathlib
 import shlex
@@ -31,6 +32,7 @@ SCRIPTS = {
     "tpu/delete": LAUNCH / "tpu" / "delete.sh",
     "gpu/run_local": LAUNCH / "gpu" / "run_local.sh",
     "gpu/slurm": LAUNCH / "gpu" / "slurm.sbatch",
+    "gpu/bench": LAUNCH / "gpu" / "bench.sh",
     "dataflow/prepare": LAUNCH / "dataflow" / "prepare.sh",
 }
 # Arguments that satisfy each script's required ones.
@@ -45,6 +47,7 @@ REQUIRED = {
     "gpu/run_local": ["CONFIG=configs/finegym.py:gym99,b16"],
     "gpu/slurm": ["CONFIG=configs/kinetics.py:k400",
                   "WORKDIR=/shared/runs/k400"],
+    "gpu/bench": [],  # every key has a default
     "dataflow/prepare": ["DATASET=finegym", "VIDEOS=gs://b/raw/videos",
                          "OUT=gs://b/data/gym99", "PROJECT=my-project",
                          "REGION=us-central1", "TEMP=gs://b/tmp"],
@@ -127,7 +130,7 @@ def remote_command(cmds):
 # --- common behaviour ------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
+@pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if REQUIRED[s]))
 def test_missing_required_argument_fails_with_usage(sandbox, script):
   proc = launch(sandbox, script, "DRY_RUN=1", check=False)
   assert proc.returncode == 2, proc.stderr
@@ -435,6 +438,234 @@ def test_first_host_without_scontrol(nodelist, first):
       ["bash", "-c", 'source launch/lib.sh && art_first_host "$1"', "_",
        nodelist], cwd=REPO, capture_output=True, text=True, check=True)
   assert proc.stdout.strip() == first
+
+
+# --- GPU benchmark (launch/gpu/bench.sh) -----------------------------------
+
+# A stand-in interpreter for bench.sh: fake rows from the two tools (a
+# per-device batch >= 24 is "OOM"; STUB_HANG=1 hangs after the first train
+# row), the real Python for the summary (`PYTHON - OUT ...`).
+STUB_PYTHON = '''#!REAL_PYTHON
+import json, os, sys, time
+if sys.argv[1] == "-":
+  os.execv("REAL_PYTHON", ["REAL_PYTHON", *sys.argv[1:]])
+with open(os.environ["STUB_CALLS"], "a") as f:
+  f.write(" ".join(sys.argv[1:]) + "\\n")
+args = dict(a[2:].split("=", 1) for a in sys.argv[3:] if "=" in a)
+sizes = [int(b) for b in args["batch_sizes"].split(",")]
+ndev = int(os.environ["STUB_NDEV"])
+dev = "NVIDIA H100 80GB HBM3"
+rows = []
+if sys.argv[2] == "art_jax.tools.bench_train":
+  for b in sizes:
+    per = b // ndev
+    if per >= 24:
+      rows.append({"device": dev, "batch": b, "step_s": "OOM"})
+      break
+    rows.append({"device": dev, "devices": ndev, "batch": b, "frames": 16,
+                 "crop": 224, "dtype": "bfloat16", "compile_s": 30.0,
+                 "step_s": 0.01 * per, "clips_per_s": b / (0.01 * per),
+                 "tflop_per_step_per_device": 1.0,
+                 "mfu": 0.5 if "b16" in args["config"] else 0.4,
+                 "temp_gib": 1.0, "peak_gib": 2.0 * per})
+    print(json.dumps(rows[-1]), flush=True)
+    if os.environ.get("STUB_HANG"):
+      time.sleep(120)
+else:
+  for b in sizes:
+    ms = 12.0 if b == 1 else 8.0
+    rows.append({"device": dev, "batch": b, "frames": 16, "crop": 224,
+                 "dtype": "bfloat16", "ms_per_batch": ms * b,
+                 "ms_per_clip": ms, "clips_per_s": 1e3 / ms})
+    print(json.dumps(rows[-1]), flush=True)
+with open(args["json_out"], "w") as f:
+  json.dump(rows, f)
+'''
+
+
+def _bench_cmd(cmds, tool, model):
+  """The (single) dry-run command of `tool` for `model`, without the
+  `timeout -k 10 LIMIT` prefix and the `2>err | tee log` suffix."""
+  found = [c for c in cmds if f"art_jax.tools.{tool}" in c
+           and any(w.startswith("--config=") and w.endswith(f",{model}")
+                   for w in c)]
+  assert len(found) == 1, (tool, model, cmds)
+  cmd = found[0]
+  assert cmd[:3] == ["timeout", "-k", "10"], cmd
+  assert cmd[-4].startswith("2>") and cmd[-3:-1] == ["|", "tee"], cmd
+  return int(cmd[3]), cmd[4:-4], cmd[-4][2:], cmd[-1]
+
+
+def test_gpu_bench_dry_run(sandbox):
+  out = sandbox["tmp"] / "bench"
+  cmds, stdout = dry(sandbox, "gpu/bench", f"OUT={out}", "NDEV=2",
+                     "XLA_EXTRA=--xla_dump_to=/x", "--",
+                     "--config.model.remat_policy=minimal")
+  env = _exports(stdout)
+  assert "--xla_gpu_enable_latency_hiding_scheduler=true" in env["XLA_FLAGS"]
+  assert env["XLA_FLAGS"].endswith("--xla_dump_to=/x")
+  assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.90"
+  # Compile times are measured, never read from a persistent cache.
+  assert env["JAX_ENABLE_COMPILATION_CACHE"] == "false"
+  assert "JAX_PLATFORMS" not in env
+  per_device = {"b16": [16, 32, 48, 64], "l14": [8, 12, 16, 24]}
+  limits = []
+  for tool in ("bench_train", "bench_infer"):
+    for model in ("b16", "l14"):
+      limit, cmd, err, log = _bench_cmd(cmds, tool, model)
+      limits.append(limit)
+      assert cmd[1:3] == ["-m", f"art_jax.tools.{tool}"]
+      assert cmd[3] == f"--config=configs/finegym.py:gym99,{model}"
+      for word in ("--config.model.dtype=bfloat16",
+                   "--config.data.num_frames=16",
+                   "--config.data.crop_size=224", "--config.mesh.data=-1",
+                   "--steps=5", "--config.model.remat_policy=minimal"):
+        assert word in cmd, (word, cmd)
+      kind = tool.split("_")[1]
+      assert flag(cmd, "json_out") == f"{out}/{model}_{kind}.json"
+      assert (err, log) == (f"{out}/{model}_{kind}.err",
+                            f"{out}/{model}_{kind}.log")
+      sizes = flag(cmd, "batch_sizes")
+      if tool == "bench_train":  # global = per-device x NDEV, ascending
+        assert sizes == ",".join(str(2 * b) for b in per_device[model])
+      else:
+        assert sizes == "1,32"
+  # Train before inference; every call has a timeout, all within 8 minutes.
+  assert [c[c.index("-m") + 1] for c in cmds if "timeout" in c] == [
+      "art_jax.tools.bench_train"] * 2 + ["art_jax.tools.bench_infer"] * 2
+  assert all(t >= 15 for t in limits) and sum(limits) <= 420, limits
+  assert not out.exists()  # a dry run creates nothing
+
+
+def test_gpu_bench_keys_and_gpu_count(sandbox):
+  base = ["DRY_RUN=1", f"OUT={sandbox['tmp']}/o"]
+  for args, message in [
+      (["OUT="], "OUT is required"),
+      (["MODELS="], "MODELS is required"),
+      (["MODELS=b16 vit"], "unknown model 'vit'"),
+      (["STEPS=0"], "STEPS must be"),
+      (["BUDGET=10s"], "BUDGET must be"),
+      (["BATCHES=b16:8,16"], "no sizes for l14"),
+      (["BATCHES=8;16"], "must look like"),
+      (["CPU_SMOKE=maybe"], "CPU_SMOKE must be 0 or 1"),
+      (["NDEV=two"], "NDEV must be"),
+      (["ZOEN=1"], "unknown argument: ZOEN")]:
+    proc = launch(sandbox, "gpu/bench", *base, *args, check=False)
+    assert proc.returncode == 2, (args, proc.stderr)
+    assert message in proc.stderr and "Usage" in proc.stderr, proc.stderr
+
+  # The GPU count: CUDA_VISIBLE_DEVICES, else nvidia-smi -L.
+  smi = sandbox["bin"] / "nvidia-smi"
+  smi.write_text("#!/usr/bin/env bash\nfor i in 0 1 2 3; do echo "
+                 "\"GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)\"; done\n")
+  smi.chmod(0o755)
+  cmds, _ = dry(sandbox, "gpu/bench", "MODELS=l14")
+  assert flag(_bench_cmd(cmds, "bench_train", "l14")[1],
+              "batch_sizes") == "32,48,64,96"
+  cmds, _ = dry(sandbox, "gpu/bench", "MODELS=l14", "BATCHES=4,8",
+                env={"CUDA_VISIBLE_DEVICES": "2,3"})
+  assert flag(_bench_cmd(cmds, "bench_train", "l14")[1],
+              "batch_sizes") == "8,16"
+  # No GPU: a real run refuses (a dry run assumes one).
+  smi.write_text("#!/usr/bin/env bash\nexit 9\n")
+  proc = launch(sandbox, "gpu/bench", f"OUT={sandbox['tmp']}/o",
+                check=False)
+  assert proc.returncode == 1 and "no GPU found" in proc.stderr
+  assert not (sandbox["tmp"] / "o").exists()
+
+
+def test_gpu_bench_cpu_smoke_dry_run(sandbox):
+  cmds, stdout = dry(sandbox, "gpu/bench", "CPU_SMOKE=1")
+  assert _exports(stdout)["JAX_PLATFORMS"] == "cpu"
+  for tool in ("bench_train", "bench_infer"):
+    for model in ("b16", "l14"):
+      _, cmd, _, _ = _bench_cmd(cmds, tool, model + ",runlocal")
+      for word in ("--config.data.num_frames=8", "--config.data.crop_size=32",
+                   "--steps=2"):
+        assert word in cmd, (word, cmd)
+      assert flag(cmd, "batch_sizes") == (
+          "2,4" if tool == "bench_train" else "1,32")
+
+
+def _stub_python(sandbox, ndev):
+  stub = sandbox["bin"] / "stub-python"
+  stub.write_text(STUB_PYTHON.replace("REAL_PYTHON", sys.executable))
+  stub.chmod(0o755)
+  calls = sandbox["tmp"] / "python_calls.log"
+  return stub, {"STUB_CALLS": str(calls), "STUB_NDEV": str(ndev)}
+
+
+def test_gpu_bench_summary_and_oom_search(sandbox):
+  """With a stand-in for the tools: the search, the files, the summary."""
+  out = sandbox["tmp"] / "bench"
+  stub, env = _stub_python(sandbox, ndev=2)
+  proc = launch(sandbox, "gpu/bench", f"OUT={out}", f"PYTHON={stub}",
+                "NDEV=2", env=env)
+  calls = pathlib.Path(env["STUB_CALLS"]).read_text().splitlines()
+  assert len(calls) == 4
+  summary = (out / "summary.md").read_text()
+  assert summary.strip() in proc.stdout
+  # Per-device sizes >= 24 are OOM: B/16 16 fits, 32 does not; L/14 16, 24.
+  assert "| b16 | 16 | OOM at 32 | 0.160 | 200.0 | 50.0 | 32.0 | 30.0 |" in (
+      summary)
+  assert "| l14 | 16 | OOM at 24 | 0.160 | 200.0 | 40.0 | 32.0 | 30.0 |" in (
+      summary)
+  assert "| l14 | 32 | 8.00 | 256.00 | 125.0 |" in summary
+  assert "| b16 | 1 | 12.00 | 12.00 | 83.3 |" in summary
+  assert "B/16 train MFU >= 45%: best 50.0% (met)" in summary
+  assert "largest 16 (met)" in summary
+  assert "8.00 ms (met; paper 36.2 ms/clip on an A40)" in summary
+  assert "NVIDIA H100 80GB HBM3 x 2" in summary
+  results = json.loads((out / "results.json").read_text())
+  assert results["models"]["l14"]["train"][-1] == {
+      "device": "NVIDIA H100 80GB HBM3", "batch": 48, "step_s": "OOM"}
+  assert results["models"]["b16"]["train_status"] == "ok"
+  for name in ("b16_train", "l14_train", "b16_infer", "l14_infer"):
+    assert (out / f"{name}.json").exists() and (out / f"{name}.log").exists()
+    assert (out / f"{name}.rc").read_text().strip() == "0"
+
+
+def test_gpu_bench_time_limit_keeps_printed_rows(sandbox):
+  """A call cut by its timeout keeps its rows; no time left skips a call."""
+  out = sandbox["tmp"] / "bench"
+  stub, env = _stub_python(sandbox, ndev=1)
+  # BUDGET=20 with one model: train gets 15 s (3/4), inference < 15 s.
+  proc = launch(sandbox, "gpu/bench", f"OUT={out}", f"PYTHON={stub}",
+                "NDEV=1", "MODELS=b16", "BUDGET=20",
+                env=dict(env, STUB_HANG="1"))
+  assert "cut by its 15s timeout" in proc.stderr
+  assert "skipping infer b16" in proc.stderr
+  assert (out / "b16_train.rc").read_text().strip() == "124"
+  rows = json.loads((out / "b16_train.json").read_text())
+  assert [r["batch"] for r in rows] == [16]
+  summary = (out / "summary.md").read_text()
+  assert "| b16 | 16 | time limit |" in summary
+  assert "| b16 | - | skipped (no time left) | - | - |" in summary
+
+
+@pytest.mark.slow
+def test_gpu_bench_cpu_smoke_real_run(sandbox):
+  """CPU_SMOKE=1 runs the real tools on the tiny model, end to end."""
+  out = sandbox["tmp"] / "bench"
+  proc = subprocess.run(
+      ["bash", str(SCRIPTS["gpu/bench"]), "CPU_SMOKE=1", "MODELS=b16",
+       "BATCHES=2", f"OUT={out}"],
+      env=sandbox["env"], cwd=REPO, capture_output=True, text=True,
+      timeout=900)
+  assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+  assert "| model | largest batch/device | search ended |" in proc.stdout
+  assert "| b16 | 2 | fits all sizes |" in proc.stdout
+  assert "| model | infer batch | ms/clip |" in proc.stdout
+  assert "Device: cpu x 1" in proc.stdout
+  (train,) = json.loads((out / "b16_train.json").read_text())
+  assert (train["batch"], train["frames"], train["crop"]) == (2, 8, 32)
+  assert train["step_s"] > 0 and train["compile_s"] > 0
+  infer = json.loads((out / "b16_infer.json").read_text())
+  assert [r["batch"] for r in infer] == [1, 32]
+  assert all(r["ms_per_clip"] > 0 for r in infer)
+  assert (out / "summary.md").read_text().strip() in proc.stdout
+  results = json.loads((out / "results.json").read_text())
+  assert results["models"]["b16"]["infer_status"] == "ok"
 
 
 # --- Dataflow --------------------------------------------------------------
