@@ -34,7 +34,7 @@ def get_config(arg: str | None = None):
 
   c.model.preset = "b16"
   c.model.backbone.update({
-      "width": 96, "layers": 4, "heads": 4, "patch_size": 8,
+      "width": 96, "layers": 4, "heads": 4, "patch_size": 12,
       "return_list": [2, 3], "n_layers": 2, "n_dim": 96, "n_head": 4,
       "mlp_dropout": [0.0, 0.0], "cls_dropout": 0.1})
   c.model.heads.update({"latent_dim": 64, "se_layers": 1,

@@ -421,23 +421,57 @@ class Extractor(nn.Module):
     return x + drop(mlp(ln("ln_2")(x), dropout_rate))
 
 
+class DepthwiseConv3D(nn.Module):
+  """Depthwise k x k x k conv on (B, T', gh, gw, C), zero padding, stride 1.
+
+  Params match nn.Conv(feature_group_count=C): kernel (k, k, k, 1, C), bias
+  (C,). Computed as a sum of k^3 shifted, scaled copies: XLA fuses it into
+  one elementwise kernel, where a grouped convolution runs ~100x slower on
+  CPU (110 ms vs ~1 ms for a (32, 4, 4, 4, 96) input).
+  """
+
+  kernel_size: int = 3
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, c = self.kernel_size, x.shape[-1]
+    kernel = self.param(
+      "kernel",
+      nn.with_logical_partitioning(
+        torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
+      ),
+      (k, k, k, 1, c),
+      self.param_dtype,
+    )
+    bias = self.param(
+      "bias",
+      nn.with_logical_partitioning(layers.zeros, (sh.EMBED,)),
+      (c,),
+      self.param_dtype,
+    )
+    kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+    x = x.astype(self.dtype)
+    p = k // 2
+    t, h, w = x.shape[1:4]
+    xp = jnp.pad(x, ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (p, k - 1 - p),
+                     (0, 0)))
+    y = sum(
+      xp[:, i : i + t, j : j + h, m : m + w] * kernel[i, j, m, 0]
+      for i in range(k)
+      for j in range(k)
+      for m in range(k)
+    )
+    return y + bias
+
+
 def dpe_conv(
   n_dim: int, dtype: Dtype, param_dtype: Dtype, name: str
-) -> nn.Conv:
+) -> nn.Module:
   """Depthwise 3x3x3 conv on (B, T', gh, gw, C), bias zero-initialised."""
-  return nn.Conv(
-    n_dim,
-    (3, 3, 3),
-    padding=((1, 1),) * 3,
-    feature_group_count=n_dim,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    kernel_init=nn.with_logical_partitioning(
-      torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
-    ),
-    bias_init=nn.with_logical_partitioning(layers.zeros, (sh.EMBED,)),
-    name=name,
-  )
+  del n_dim  # the width comes from the input
+  return DepthwiseConv3D(3, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 def global_step(
