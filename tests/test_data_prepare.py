@@ -315,3 +315,21 @@ def test_cli_with_process_pool(tmp_path):
   check_clips(read_split(out, "train")[1], fx["train"])
   assert "2 of 2 shards already done" not in p.stderr  # 1 shard per split
   assert "already done" in p.stderr
+
+
+def test_beam_runner_writes_the_same_clips_and_failures(tmp_path):
+  """--runner=beam on the DirectRunner: same records and failure list."""
+  pytest.importorskip("apache_beam")
+  fx = h.make_diving48(str(tmp_path / "raw"))
+  local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
+  run_split(fx, "diving48", "v2", "train", local)
+  s = run_split(fx, "diving48", "v2", "train", beam, runner="beam",
+                beam_options="--runner=DirectRunner")
+  assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
+  _, want = read_split(local, "train")
+  _, got = read_split(beam, "train")
+  check_clips(got, fx["train"])
+  assert {k: c.frames for k, c in got.items()} == {
+    k: c.frames for k, c in want.items()}
+  assert {f["id"] for f in failures(beam, "train")} == {
+    f["id"] for f in failures(local, "train")}

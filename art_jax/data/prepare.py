@@ -348,6 +348,7 @@ def write_split_beam(
       >> beam.io.iobase.Write(
         Sink(
           os.path.join(out, f"{split}.array_record"),
+          file_name_suffix="",
           num_shards=num_shards,
           shard_name_template="-SSSSS-of-NNNNN",
         )
