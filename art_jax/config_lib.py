@@ -304,6 +304,11 @@ def set_paths(c: ml_collections.ConfigDict, root: str, size: str) -> None:
   c.init_from.path = f"weights/clip_{size}.msgpack"
 
 
+# Sequence-valued fields are tuples: ml_collections overrides tuples from
+# the command line (--config.model.backbone.return_list="(8, 9, 10, 11)"),
+# but not lists.
+
+
 def set_runlocal(c: ml_collections.ConfigDict) -> None:
   """Shrinks a config so the real trainer runs a few steps on a laptop CPU.
 
@@ -312,8 +317,8 @@ def set_runlocal(c: ml_collections.ConfigDict) -> None:
   """
   c.model.backbone.update({
       "width": 64, "layers": 2, "heads": 2, "patch_size": 8,
-      "return_list": [0, 1], "n_layers": 2, "n_dim": 64, "n_head": 2,
-      "mlp_dropout": [0.5, 0.5]})
+      "return_list": (0, 1), "n_layers": 2, "n_dim": 64, "n_head": 2,
+      "mlp_dropout": (0.5, 0.5)})
   c.model.heads.update({"latent_dim": 32, "se_layers": 1,
                         "decoder_layers": 1, "num_heads": 2})
   c.model.dtype = "float32"

@@ -28,8 +28,8 @@ def get_config(arg: str | None = None):
   c.model.preset = v["size"]
   layers = 12 if v["size"] == "b16" else 24
   c.model.backbone.update({
-      "n_layers": 8, "return_list": list(range(layers - 8, layers)),
-      "mlp_dropout": [0.5] * 8, "backbone_drop_path_rate": 0.2,
+      "n_layers": 8, "return_list": tuple(range(layers - 8, layers)),
+      "mlp_dropout": (0.5,) * 8, "backbone_drop_path_rate": 0.2,
       "drop_path_rate": 0.4})
   config_lib.set_paths(c, "data/ssv2", v["size"])
   c.num_epochs = 50.0

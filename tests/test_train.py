@@ -164,6 +164,11 @@ def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
   assert np.isfinite(losses[1])
 
 
+NO_DROPOUT = {"model.heads.dropout_rate": 0.0,
+              "model.backbone.cls_dropout": 0.0,
+              "model.backbone.mlp_dropout": (0.0, 0.0)}
+
+
 def _run_two_processes(data, workdir, total_steps, port):
   """Two processes x two CPU devices on 127.0.0.1 (gloo), via main."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,6 +179,10 @@ def _run_two_processes(data, workdir, total_steps, port):
       "--config.data.num_classes=4", "--config.model.heads.top_k=4",
       f"--config.total_steps={total_steps}", "--config.eval_every_steps=1000",
       "--config.ckpt.every_steps=2", "--compilation_cache=",
+      # Dropout masks follow row order, which differs between one host and
+      # two (each host's rows come first); without dropout the loss is a
+      # function of the set of examples only.
+      *(f"--config.{k}={v!s}" for k, v in NO_DROPOUT.items()),
       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_PLATFORMS="cpu")
@@ -195,7 +204,7 @@ def test_two_processes_match_one_process_and_restore(data, tmp_path):
   single = str(tmp_path / "one")
   train.train_and_evaluate(
       make_config(data, total_steps=4, eval_every_steps=1000,
-                  **{"ckpt.every_steps": 2}),
+                  **{"ckpt.every_steps": 2}, **NO_DROPOUT),
       single, mode="train", devices=jax.devices()[:4])
   two, one = read_losses(workdir), read_losses(single)
   np.testing.assert_allclose([two[s] for s in (1, 2, 3, 4)],
