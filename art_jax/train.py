@@ -398,7 +398,7 @@ def make_eval_iterator(config: ml_collections.ConfigDict, batch_size: int):
 
 
 def load_pretrained(
-    state: TrainState, path: str, mesh
+    state: TrainState, path: str, backbone: Mapping[str, Any]
 ) -> tuple[TrainState, dict[str, list[str]]]:
   """Loads a converted UniFormerV2/CLIP params file into the backbone.
 
@@ -408,7 +408,9 @@ def load_pretrained(
   """
   from art_jax import weights  # noqa: PLC0415 - only when init_from is set
 
-  loaded_vars = weights.load_params_file(path)
+  # In this model's layer layout (scanned or not), whatever the file's.
+  loaded_vars = weights.load_params_file(
+      path, uniformerv2.UniFormerV2(**backbone))
   pre_params = flax.traverse_util.flatten_dict(
       loaded_vars.get("params", loaded_vars), sep="/")
   pre_stats = flax.traverse_util.flatten_dict(
@@ -432,7 +434,6 @@ def load_pretrained(
     report["ignored"].extend(prefix + k for k in pretrained if k not in used)
     return flax.traverse_util.unflatten_dict(flat, sep="/")
 
-  del mesh
   state = state.replace(
       params=merge(state.params, pre_params, "params/"),
       batch_stats=merge(state.batch_stats, pre_stats, "batch_stats/"))
@@ -516,7 +517,8 @@ def train_and_evaluate(
   else:
     state = create_state(setup, mesh, rules, config.seed, bank)
     if config.init_from.path:
-      state, report = load_pretrained(state, config.init_from.path, mesh)
+      state, report = load_pretrained(state, config.init_from.path,
+                                      model.backbone)
       if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "init_from_report.json"), "w") as f:

@@ -218,3 +218,27 @@ def test_two_processes_match_one_process_and_restore(data, tmp_path):
   assert sorted(again) == [3, 4]
   np.testing.assert_allclose([again[3], again[4]], [two[3], two[4]],
                              rtol=1e-6)
+
+
+def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
+  from art_jax import weights  # noqa: PLC0415
+  from art_jax.models import uniformerv2  # noqa: PLC0415
+
+  c = make_config(data, total_steps=1, eval_every_steps=1000)
+  # A converted UniFormerV2 of the same size but another class count, saved
+  # in the unscanned layout: layers are converted, the head re-initialised.
+  kwargs = dict(train.build_model(c).backbone, num_classes=7, scan=False)
+  source = uniformerv2.UniFormerV2(**kwargs)
+  variables = weights.init_variables(source, jax.random.key(3))
+  path = str(tmp_path / "uv2.msgpack")
+  weights.save_params_file(path, variables, source)
+  c.init_from.path = path
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(c, workdir, mode="train")
+  report = json.load(open(os.path.join(workdir, "init_from_report.json")))
+  reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
+  assert reinit == {"params/backbone/proj_2/kernel",
+                    "params/backbone/proj_2/bias"}
+  assert len(report["loaded"]) > 20
+  assert any("uniblocks_scan_0/resblock" in k for k in report["loaded"])
+  assert sorted(report["ignored"]) == ["proj_2/bias", "proj_2/kernel"]
