@@ -242,3 +242,20 @@ def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
   assert len(report["loaded"]) > 20
   assert any("uniblocks_scan_0/resblock" in k for k in report["loaded"])
   assert sorted(report["ignored"]) == ["proj_2/bias", "proj_2/kernel"]
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_equals_the_full_batch(data, tmp_path):
+  # No BatchNorm (Local MHRA off) and no dropout: micro-batches of 4 then
+  # give the same mean gradient as the batch of 8.
+  common = {"model.backbone.no_lmhra": True, **NO_DROPOUT}
+  one = make_config(data, total_steps=3, eval_every_steps=1000, **common)
+  two = make_config(data, total_steps=3, eval_every_steps=1000,
+                    **{"optim.accum_steps": 2}, **common)
+  train.train_and_evaluate(one, str(tmp_path / "a1"), mode="train",
+                           devices=jax.devices()[:2])
+  train.train_and_evaluate(two, str(tmp_path / "a2"), mode="train",
+                           devices=jax.devices()[:2])
+  l1, l2 = read_losses(str(tmp_path / "a1")), read_losses(str(tmp_path / "a2"))
+  np.testing.assert_allclose([l2[s] for s in (1, 2, 3)],
+                             [l1[s] for s in (1, 2, 3)], rtol=1e-4)
