@@ -39,7 +39,9 @@ class PreemptionWatcher:
     self._flag = threading.Event()
     self._multi = jax.process_count() > 1
     self._old_handler = None
-    if not self._multi and threading.current_thread() is threading.main_thread():
+    if (
+      not self._multi and threading.current_thread() is threading.main_thread()
+    ):
       self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
 
   def _on_sigterm(self, signum, frame):
@@ -59,46 +61,61 @@ class PreemptionWatcher:
 
 
 def make_manager(
-    directory: str, *, keep: int, keep_best: bool, best_metric: str,
-    async_save: bool = True,
+  directory: str,
+  *,
+  keep: int,
+  keep_best: bool,
+  best_metric: str,
+  async_save: bool = True,
 ) -> ocp.CheckpointManager:
   """Keeps the last `keep` checkpoints plus the best by `best_metric`."""
   policies = [checkpoint_managers.LatestN(n=keep)]
   if keep_best:
-    policies.append(checkpoint_managers.BestN(
-        get_metric_fn=lambda m: m[best_metric], n=1,
-        keep_checkpoints_without_metrics=False))
+    policies.append(
+      checkpoint_managers.BestN(
+        get_metric_fn=lambda m: m[best_metric],
+        n=1,
+        keep_checkpoints_without_metrics=False,
+      )
+    )
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-      enable_async_checkpointing=async_save,
-      create=True,
+    preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+    enable_async_checkpointing=async_save,
+    create=True,
   )
   return ocp.CheckpointManager(directory, options=options)
 
 
 def save(
-    manager: ocp.CheckpointManager, step: int, state: PyTree,
-    data_iter: grain.DatasetIterator | None,
-    metrics: Mapping[str, float] | None = None,
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: PyTree,
+  data_iter: grain.DatasetIterator | None,
+  metrics: Mapping[str, float] | None = None,
 ) -> None:
   """Saves state (async) and iterator (sync) at `step`."""
   items = {"state": ocp.args.StandardSave(state)}
   if data_iter is not None:
     items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-  manager.save(step, args=ocp.args.Composite(**items),
-               metrics=dict(metrics) if metrics else None, force=True)
+  manager.save(
+    step,
+    args=ocp.args.Composite(**items),
+    metrics=dict(metrics) if metrics else None,
+    force=True,
+  )
   logging.info("checkpoint: saving step %d", step)
 
 
 def restore(
-    manager: ocp.CheckpointManager, step: int, abstract_state: PyTree,
-    data_iter: grain.DatasetIterator | None,
+  manager: ocp.CheckpointManager,
+  step: int,
+  abstract_state: PyTree,
+  data_iter: grain.DatasetIterator | None,
 ) -> tuple[PyTree, grain.DatasetIterator | None]:
   """Restores onto the shardings carried by `abstract_state`'s leaves."""
   items = {"state": ocp.args.StandardRestore(abstract_state)}
   if data_iter is not None:
     items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
-  logging.info("checkpoint: restored step %d from %s", step,
-               manager.directory)
+  logging.info("checkpoint: restored step %d from %s", step, manager.directory)
   return restored["state"], restored.get("data_iter", data_iter)

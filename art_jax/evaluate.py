@@ -24,16 +24,22 @@ class VideoScores:
     self._views: dict[int, int] = {}
     self._labels: dict[int, int] = {}
 
-  def add(self, probs: np.ndarray, labels: np.ndarray,
-          video_index: np.ndarray, mask: np.ndarray) -> None:
+  def add(
+    self,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    video_index: np.ndarray,
+    mask: np.ndarray,
+  ) -> None:
     """probs (b, K); labels, video_index, mask (b,)."""
     for p, y, v, m in zip(probs, labels, video_index, mask, strict=True):
       if not m:
         continue
       v = int(v)
       if v in self._labels and self._labels[v] != int(y):
-        raise ValueError(f"video {v} has views with labels "
-                         f"{self._labels[v]} and {int(y)}")
+        raise ValueError(
+          f"video {v} has views with labels {self._labels[v]} and {int(y)}"
+        )
       self._scores[v] = self._scores.get(v, 0.0) + p.astype(np.float64)
       self._views[v] = self._views.get(v, 0) + 1
       self._labels[v] = int(y)
@@ -52,7 +58,7 @@ class VideoScores:
 
 
 def classification_metrics(
-    probs: np.ndarray, labels: np.ndarray, num_classes: int
+  probs: np.ndarray, labels: np.ndarray, num_classes: int
 ) -> dict[str, object]:
   """Top-1, Top-5, mean per-class accuracy, per-class accuracy, confusion.
 
@@ -67,19 +73,21 @@ def classification_metrics(
     per_class = np.where(support > 0, np.diag(confusion) / support, np.nan)
   n = max(1, len(labels))
   return {
-      "top1": float((preds == labels).sum() / n),
-      "top5": float((top5 == labels[:, None]).any(-1).sum() / n),
-      "mean_class_accuracy": float(np.nanmean(per_class))
-      if np.any(support > 0) else 0.0,
-      "num_videos": int(len(labels)),
-      "per_class_accuracy": per_class,
-      "confusion": confusion,
+    "top1": float((preds == labels).sum() / n),
+    "top5": float((top5 == labels[:, None]).any(-1).sum() / n),
+    "mean_class_accuracy": float(np.nanmean(per_class))
+    if np.any(support > 0)
+    else 0.0,
+    "num_videos": int(len(labels)),
+    "per_class_accuracy": per_class,
+    "confusion": confusion,
   }
 
 
 def evaluate(
-    predict: Callable[[Batch], np.ndarray], batches: Iterable[Batch],
-    num_classes: int,
+  predict: Callable[[Batch], np.ndarray],
+  batches: Iterable[Batch],
+  num_classes: int,
 ) -> tuple[dict[str, object], VideoScores]:
   """Runs `predict` (batch -> probs (b, K), all hosts' rows) over `batches`.
 
@@ -95,8 +103,10 @@ def evaluate(
 
 
 def write_report(
-    metrics: Mapping[str, object], class_names: Sequence[str] | None,
-    out_dir: str, step: int,
+  metrics: Mapping[str, object],
+  class_names: Sequence[str] | None,
+  out_dir: str,
+  step: int,
 ) -> dict[str, str]:
   """Writes per-class accuracy + confusion as JSON and a confusion PNG."""
   os.makedirs(out_dir, exist_ok=True)
@@ -105,26 +115,34 @@ def write_report(
   k = confusion.shape[0]
   names = list(class_names) if class_names else [str(i) for i in range(k)]
   report = {
-      "step": step,
-      **{key: metrics[key] for key in
-         ("top1", "top5", "mean_class_accuracy", "num_videos")},
-      "per_class_accuracy": {
-          n: (None if np.isnan(a) else float(a))
-          for n, a in zip(names, per_class, strict=True)},
-      "class_names": names,
-      "confusion": confusion.tolist(),
+    "step": step,
+    **{
+      key: metrics[key]
+      for key in ("top1", "top5", "mean_class_accuracy", "num_videos")
+    },
+    "per_class_accuracy": {
+      n: (None if np.isnan(a) else float(a))
+      for n, a in zip(names, per_class, strict=True)
+    },
+    "class_names": names,
+    "confusion": confusion.tolist(),
   }
   json_path = os.path.join(out_dir, f"eval_step{step}.json")
   with open(json_path, "w") as f:
     json.dump(report, f, indent=1)
   png_path = os.path.join(out_dir, f"confusion_step{step}.png")
-  plot_confusion(confusion, names, png_path,
-                 title=f"step {step}: top-1 {metrics['top1']:.3f}")
+  plot_confusion(
+    confusion,
+    names,
+    png_path,
+    title=f"step {step}: top-1 {metrics['top1']:.3f}",
+  )
   return {"json": json_path, "png": png_path}
 
 
-def plot_confusion(confusion: np.ndarray, names: Sequence[str], path: str,
-                   title: str = "") -> None:
+def plot_confusion(
+  confusion: np.ndarray, names: Sequence[str], path: str, title: str = ""
+) -> None:
   """Row-normalised confusion matrix as a PNG (labels shown up to 40)."""
   import matplotlib  # noqa: PLC0415 - plotting only where reports are written
 

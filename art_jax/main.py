@@ -16,23 +16,32 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with variants: file.py:a,b.",
-    lock_config=True)
+  "config",
+  None,
+  "Config file, optionally with variants: file.py:a,b.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Checkpoints, logs, reports. Default: runs/<config>-"
-    "<variant>.")
+  "workdir",
+  None,
+  "Checkpoints, logs, reports. Default: runs/<config>-<variant>.",
+)
 _MODE = flags.DEFINE_enum(
-    "mode", "train_and_eval", ["train", "eval", "train_and_eval"],
-    "What to run.")
+  "mode", "train_and_eval", ["train", "eval", "train_and_eval"], "What to run."
+)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 (multi-process).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
-                                      "Number of processes.")
+  "coordinator_address", None, "host:port of process 0 (multi-process)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Number of processes."
+)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id.")
 _CACHE = flags.DEFINE_string(
-    "compilation_cache", os.path.expanduser("~/.cache/art_jax/xla"),
-    "Persistent XLA compilation cache ('' disables): a restarted job "
-    "skips recompiling the same step.")
+  "compilation_cache",
+  os.path.expanduser("~/.cache/art_jax/xla"),
+  "Persistent XLA compilation cache ('' disables): a restarted job "
+  "skips recompiling the same step.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -47,11 +56,12 @@ def default_workdir(config_arg: str) -> str:
 def _multiprocess_requested() -> bool:
   env = os.environ
   return bool(
-      _COORDINATOR.value
-      or env.get("JAX_COORDINATOR_ADDRESS")
-      or int(env.get("SLURM_NTASKS", "1")) > 1
-      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-      or int(env.get("MEGASCALE_NUM_SLICES", "1")) > 1)
+    _COORDINATOR.value
+    or env.get("JAX_COORDINATOR_ADDRESS")
+    or int(env.get("SLURM_NTASKS", "1")) > 1
+    or "," in env.get("TPU_WORKER_HOSTNAMES", "")
+    or int(env.get("MEGASCALE_NUM_SLICES", "1")) > 1
+  )
 
 
 def initialize_distributed() -> None:
@@ -60,18 +70,26 @@ def initialize_distributed() -> None:
 
   if not _multiprocess_requested():
     return
-  if jax.config.jax_platforms in ("cpu",) or os.environ.get(
-      "JAX_PLATFORMS") == "cpu":
+  if (
+    jax.config.jax_platforms in ("cpu",)
+    or os.environ.get("JAX_PLATFORMS") == "cpu"
+  ):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kwargs = {}
   if _COORDINATOR.value:
-    kwargs = dict(coordinator_address=_COORDINATOR.value,
-                  num_processes=_NUM_PROCESSES.value,
-                  process_id=_PROCESS_ID.value)
+    kwargs = dict(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+    )
   jax.distributed.initialize(**kwargs)
-  logging.info("process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+    "process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def _config_arg() -> str:

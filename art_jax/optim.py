@@ -14,9 +14,16 @@ import ml_collections
 import optax
 
 # Parameter names (any path component) that never get weight decay.
-NO_DECAY_NAMES = ("class_embedding", "positional_embedding",
-                  "temporal_cls_token", "agent_bank", "prototypes",
-                  "prompts", "balance", "position_embedding")
+NO_DECAY_NAMES = (
+  "class_embedding",
+  "positional_embedding",
+  "temporal_cls_token",
+  "agent_bank",
+  "prototypes",
+  "prompts",
+  "balance",
+  "position_embedding",
+)
 
 
 def path_str(path: tuple) -> str:
@@ -26,35 +33,45 @@ def path_str(path: tuple) -> str:
 
 def weight_decay_mask(params):
   """True for >=2-D weights that are not embeddings, banks or prototypes."""
+
   def decays(path, x):
     names = path_str(path).split("/")
     return x.ndim >= 2 and not any(n in NO_DECAY_NAMES for n in names)
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def param_groups(params):
   """'backbone' for the UniFormerV2 subtree, 'heads' for everything else."""
   return jax.tree_util.tree_map_with_path(
-      lambda p, _: "backbone" if path_str(p).startswith("backbone")
-      else "heads", params)
+    lambda p, _: "backbone" if path_str(p).startswith("backbone") else "heads",
+    params,
+  )
 
 
 def learning_rate_schedule(
-    optim: ml_collections.ConfigDict, total_steps: int, warmup_steps: int,
-    decay_steps: int,
+  optim: ml_collections.ConfigDict,
+  total_steps: int,
+  warmup_steps: int,
+  decay_steps: int,
 ) -> optax.Schedule:
   """Peak-lr schedule (before the backbone multiplier)."""
   if optim.name == "adamw":
     if warmup_steps == 0:
       return optax.cosine_decay_schedule(
-          optim.lr, max(1, total_steps), alpha=optim.min_lr / optim.lr)
+        optim.lr, max(1, total_steps), alpha=optim.min_lr / optim.lr
+      )
     return optax.warmup_cosine_decay_schedule(
-        0.0, optim.lr, warmup_steps, decay_steps=max(total_steps,
-                                                     warmup_steps + 1),
-        end_value=optim.min_lr)
+      0.0,
+      optim.lr,
+      warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1),
+      end_value=optim.min_lr,
+    )
   # SGD: x decay_factor every decay_steps (the paper: 0.01, x0.1 / 20 ep).
   step_decay = optax.exponential_decay(
-      optim.lr, decay_steps, optim.decay_factor, staircase=True)
+    optim.lr, decay_steps, optim.decay_factor, staircase=True
+  )
   if warmup_steps == 0:
     return step_decay
   warmup = optax.linear_schedule(0.0, optim.lr, warmup_steps)
@@ -62,29 +79,40 @@ def learning_rate_schedule(
 
 
 def make_optimizer(
-    optim: ml_collections.ConfigDict, schedule: optax.Schedule
+  optim: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> optax.GradientTransformation:
   """Clipping + per-group optimiser with lr multipliers and a decay mask."""
+
   def group(mult: float) -> optax.GradientTransformation:
     lr: Callable = lambda step: mult * schedule(step)
     if optim.name == "adamw":
-      return optax.adamw(lr, b1=optim.b1, b2=optim.b2,
-                         weight_decay=optim.weight_decay,
-                         mask=weight_decay_mask)
+      return optax.adamw(
+        lr,
+        b1=optim.b1,
+        b2=optim.b2,
+        weight_decay=optim.weight_decay,
+        mask=weight_decay_mask,
+      )
     return optax.chain(
-        optax.add_decayed_weights(optim.weight_decay, weight_decay_mask),
-        optax.sgd(lr, momentum=optim.momentum))
+      optax.add_decayed_weights(optim.weight_decay, weight_decay_mask),
+      optax.sgd(lr, momentum=optim.momentum),
+    )
+
   chain = []
   if optim.clip_grad_norm:
     chain.append(optax.clip_by_global_norm(optim.clip_grad_norm))
-  chain.append(optax.partition(
+  chain.append(
+    optax.partition(
       {"backbone": group(optim.backbone_lr_mult), "heads": group(1.0)},
-      param_groups))
+      param_groups,
+    )
+  )
   return optax.chain(*chain)
 
 
 def global_norm(tree) -> jax.Array:
   """L2 norm over every leaf, in float32."""
   leaves = jax.tree.leaves(tree)
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
-                      for x in leaves))
+  return jnp.sqrt(
+    sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
+  )

@@ -25,11 +25,13 @@ from art_jax import sharding as sh
 from art_jax.data import video as video_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir, checkpoints "
-                                  "folder or step folder.")
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", None, "Workdir, checkpoints folder or step folder."
+)
 _VIDEO = flags.DEFINE_string("video", None, "A video file PyAV can read.")
-_OUT = flags.DEFINE_string("out", None, "Folder for the picture (default: "
-                           "next to the video).")
+_OUT = flags.DEFINE_string(
+  "out", None, "Folder for the picture (default: next to the video)."
+)
 _TOP = flags.DEFINE_integer("top", 5, "How many classes to print.")
 flags.mark_flags_as_required(["config", "checkpoint", "video"])
 
@@ -41,15 +43,20 @@ class PredictError(RuntimeError):
 def load_clip(path: str, num_frames: int, crop_size: int) -> np.ndarray:
   """(T, crop, crop, 3) uint8 sampled and cropped as in evaluation."""
   try:
-    clip = video_lib.read_clip(path, short_side=256, max_frames=256,
-                               min_frames=1)
+    clip = video_lib.read_clip(
+      path, short_side=256, max_frames=256, min_frames=1
+    )
   except video_lib.VideoError as e:
     raise PredictError(f"cannot read video {path}: {e}") from e
   idx = video_lib.segment_indices(len(clip.frames), num_frames, None, 0, 1)
   h, w = clip.frames[0].shape[:2]
   box = video_lib.eval_boxes(h, w, 1)[0]
-  return np.stack([video_lib.crop_resize(clip.frames[i], box, crop_size)
-                   for i in np.asarray(idx).tolist()])
+  return np.stack(
+    [
+      video_lib.crop_resize(clip.frames[i], box, crop_size)
+      for i in np.asarray(idx).tolist()
+    ]
+  )
 
 
 def _checkpoint_location(path: str) -> tuple[str, int | None]:
@@ -63,22 +70,24 @@ def _checkpoint_location(path: str) -> tuple[str, int | None]:
   return path, None
 
 
-def predict(config, checkpoint: str, video_path: str, out_dir: str | None,
-            top: int = 5) -> dict:
+def predict(
+  config, checkpoint: str, video_path: str, out_dir: str | None, top: int = 5
+) -> dict:
   """Top classes of `video_path`; writes the tracklet picture."""
-  frames = load_clip(video_path, config.data.num_frames,
-                     config.data.crop_size)
+  frames = load_clip(video_path, config.data.num_frames, config.data.crop_size)
   bank, meta = text_bank.load_text_bank(config.text_bank.dir)
   names = meta["class_names"]
   rules = sh.LOGICAL_RULES
   mesh = sh.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   model = train.build_model(config)
   tx = optim.make_optimizer(config.optim, optax.constant_schedule(0.0))
-  setup = train.setup_state(model, tx, mesh, rules, (1, *frames.shape),
-                            tuple(bank.shape))
+  setup = train.setup_state(
+    model, tx, mesh, rules, (1, *frames.shape), tuple(bank.shape)
+  )
   directory, step = _checkpoint_location(checkpoint)
-  manager = checkpointing.make_manager(directory, keep=1000, keep_best=False,
-                                       best_metric="top1", async_save=False)
+  manager = checkpointing.make_manager(
+    directory, keep=1000, keep_best=False, best_metric="top1", async_save=False
+  )
   step = manager.latest_step() if step is None else step
   if step is None:
     raise PredictError(f"no checkpoint in {directory}")
@@ -86,38 +95,51 @@ def predict(config, checkpoint: str, video_path: str, out_dir: str | None,
     state, _ = checkpointing.restore(manager, step, setup.abstract, None)
   except (ValueError, KeyError, TypeError) as e:
     raise PredictError(
-        f"checkpoint {directory}/{step} does not match the config "
-        f"(model size, classes or text bank differ): {e}") from e
+      f"checkpoint {directory}/{step} does not match the config "
+      f"(model size, classes or text bank differ): {e}"
+    ) from e
   finally:
     manager.close()
   dtype = train.DTYPES[config.model.dtype]
   with jax.set_mesh(mesh):
-    out = jax.device_get(jax.jit(train.make_explain_fn(model, dtype))(
-        state, frames[None]))
+    out = jax.device_get(
+      jax.jit(train.make_explain_fn(model, dtype))(state, frames[None])
+    )
   probs = out["probs"][0]
   order = np.argsort(-probs)[:top]
-  result = {"video": video_path, "step": int(step),
-            "top": [(names[k], float(probs[k])) for k in order]}
+  result = {
+    "video": video_path,
+    "step": int(step),
+    "top": [(names[k], float(probs[k])) for k in order],
+  }
   grid = config.data.crop_size // model.backbone["patch_size"]
-  weights = np.asarray(jax.device_get(
-      state.params["backbone"]["proj_2"]["kernel"]), np.float32)
+  weights = np.asarray(
+    jax.device_get(state.params["backbone"]["proj_2"]["kernel"]), np.float32
+  )
   image = viz.clip_picture(
-      frames, out["response_maps"][0] if "response_maps" in out else None,
-      out["tokens"][0], weights[:, order[0]], (grid, grid),
-      title=f"{os.path.basename(video_path)}: {names[order[0]]} "
-            f"({probs[order[0]]:.2f})", scale=2)
+    frames,
+    out["response_maps"][0] if "response_maps" in out else None,
+    out["tokens"][0],
+    weights[:, order[0]],
+    (grid, grid),
+    title=f"{os.path.basename(video_path)}: {names[order[0]]} "
+    f"({probs[order[0]]:.2f})",
+    scale=2,
+  )
   out_dir = out_dir or os.path.dirname(os.path.abspath(video_path))
   stem = os.path.splitext(os.path.basename(video_path))[0]
   result["picture"] = viz.save_png(
-      image, os.path.join(out_dir, f"{stem}_tracklets.png"))
+    image, os.path.join(out_dir, f"{stem}_tracklets.png")
+  )
   return result
 
 
 def main(argv):
   del argv
   try:
-    result = predict(_CONFIG.value, _CHECKPOINT.value, _VIDEO.value,
-                     _OUT.value, _TOP.value)
+    result = predict(
+      _CONFIG.value, _CHECKPOINT.value, _VIDEO.value, _OUT.value, _TOP.value
+    )
   except (PredictError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

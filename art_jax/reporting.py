@@ -16,17 +16,17 @@ from absl import logging
 
 # Peak dense bf16 FLOP/s per chip (vendor datasheets; no sparsity).
 PEAK_BF16_FLOPS = {
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,  # v5e
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v5": 459e12,
-    "TPU v6 lite": 918e12,  # v6e (Trillium)
-    "TPU v6e": 918e12,
-    "NVIDIA A100": 312e12,
-    "NVIDIA A40": 149.7e12,
-    "NVIDIA H100": 989e12,  # SXM
-    "NVIDIA H200": 989e12,
+  "TPU v4": 275e12,
+  "TPU v5 lite": 197e12,  # v5e
+  "TPU v5e": 197e12,
+  "TPU v5p": 459e12,
+  "TPU v5": 459e12,
+  "TPU v6 lite": 918e12,  # v6e (Trillium)
+  "TPU v6e": 918e12,
+  "NVIDIA A100": 312e12,
+  "NVIDIA A40": 149.7e12,
+  "NVIDIA H100": 989e12,  # SXM
+  "NVIDIA H200": 989e12,
 }
 
 
@@ -67,7 +67,10 @@ class MetricWriter:
 
       os.makedirs(workdir, exist_ok=True)
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      # Kept open for the run (flushed per row), closed by close().
+      self._jsonl = open(  # noqa: SIM115
+        os.path.join(workdir, "metrics.jsonl"), "a"
+      )
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     parts = []
@@ -102,8 +105,13 @@ class MetricWriter:
 class Throughput:
   """Steps/s, clips/s, ETA and MFU between two log points."""
 
-  def __init__(self, total_steps: int, global_batch: int,
-               flops_per_step: float | None, peak: float | None):
+  def __init__(
+    self,
+    total_steps: int,
+    global_batch: int,
+    flops_per_step: float | None,
+    peak: float | None,
+  ):
     self.total_steps = total_steps
     self.global_batch = global_batch
     self.flops_per_step = flops_per_step
@@ -122,9 +130,9 @@ class Throughput:
     dt = (now - self._t) / (step - self._step)
     self.reset(step)
     out = {
-        "perf/steps_per_sec": 1.0 / dt,
-        "perf/clips_per_sec": self.global_batch / dt,
-        "perf/eta_minutes": (self.total_steps - step) * dt / 60.0,
+      "perf/steps_per_sec": 1.0 / dt,
+      "perf/clips_per_sec": self.global_batch / dt,
+      "perf/eta_minutes": (self.total_steps - step) * dt / 60.0,
     }
     if self.flops_per_step and self.peak:
       out["perf/mfu"] = self.flops_per_step / dt / self.peak

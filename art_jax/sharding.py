@@ -48,29 +48,27 @@ LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 MESH_AXES = ("data", "fsdp", "tensor")
 
 LOGICAL_RULES: LogicalRules = (
-    (BATCH, ("data", "fsdp")),
-    (EMBED, "fsdp"),
-    (MLP, "tensor"),
-    (HEADS, "tensor"),
-    (CLASSES, "tensor"),
-    (KV, None),
-    (LAYERS, None),
-    (TIME, None),
-    (LENGTH, None),
-    (QUERIES, None),
-    (TEMPLATES, None),
-    (TEXT_EMBED, None),
-    (VOCAB, None),
-    (CONV_T, None),
-    (CONV_H, None),
-    (CONV_W, None),
-    (NORM, None),
+  (BATCH, ("data", "fsdp")),
+  (EMBED, "fsdp"),
+  (MLP, "tensor"),
+  (HEADS, "tensor"),
+  (CLASSES, "tensor"),
+  (KV, None),
+  (LAYERS, None),
+  (TIME, None),
+  (LENGTH, None),
+  (QUERIES, None),
+  (TEMPLATES, None),
+  (TEXT_EMBED, None),
+  (VOCAB, None),
+  (CONV_T, None),
+  (CONV_H, None),
+  (CONV_W, None),
+  (NORM, None),
 )
 
 
-def mesh_shape(
-    axes: Mapping[str, int], num_devices: int
-) -> tuple[int, ...]:
+def mesh_shape(axes: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
   """Resolves `{'data': -1, 'fsdp': 1, 'tensor': 1}` to sizes for MESH_AXES."""
   sizes = [int(axes.get(name, 1)) for name in MESH_AXES]
   known = math.prod(s for s in sizes if s != -1)
@@ -80,7 +78,7 @@ def mesh_shape(
 
 
 def make_mesh(
-    axes: Mapping[str, int], devices: Sequence[jax.Device] | None = None
+  axes: Mapping[str, int], devices: Sequence[jax.Device] | None = None
 ) -> jax.sharding.Mesh:
   """A (data, fsdp, tensor) mesh with Auto axis types over `devices`."""
   devices = jax.devices() if devices is None else list(devices)
@@ -89,13 +87,14 @@ def make_mesh(
   if len(devices) == jax.device_count():
     return jax.make_mesh(shape, MESH_AXES, axis_types=auto)
   return jax.sharding.Mesh(
-      np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
+    np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto
+  )
 
 
 def logical_sharding(
-    mesh: jax.sharding.Mesh,
-    logical_axes: tuple[str | None, ...],
-    rules: LogicalRules = LOGICAL_RULES,
+  mesh: jax.sharding.Mesh,
+  logical_axes: tuple[str | None, ...],
+  rules: LogicalRules = LOGICAL_RULES,
 ) -> jax.sharding.NamedSharding:
   """NamedSharding of an array whose axes carry these logical names."""
   spec = nn.logical_to_mesh_axes(logical_axes, rules)

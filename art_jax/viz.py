@@ -22,16 +22,25 @@ def _colormap(x: np.ndarray) -> np.ndarray:
   """(...) in [0, 1] -> (..., 3) uint8 with matplotlib's 'jet'."""
   import matplotlib  # noqa: PLC0415 - only where pictures are drawn
 
-  return (matplotlib.colormaps["jet"](np.clip(x, 0, 1))[..., :3] * 255
-          ).astype(np.uint8)
+  return (matplotlib.colormaps["jet"](np.clip(x, 0, 1))[..., :3] * 255).astype(
+    np.uint8
+  )
 
 
-def overlay(frame: np.ndarray, heat: np.ndarray, alpha: float = 0.5
-            ) -> np.ndarray:
+def overlay(
+  frame: np.ndarray, heat: np.ndarray, alpha: float = 0.5
+) -> np.ndarray:
   """frame (H, W, 3) uint8, heat (gh, gw) in [0, 1] -> blended (H, W, 3)."""
   h, w = frame.shape[:2]
-  up = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(
-      (w, h), Image.Resampling.BILINEAR), np.float32) / 255.0
+  up = (
+    np.asarray(
+      Image.fromarray((heat * 255).astype(np.uint8)).resize(
+        (w, h), Image.Resampling.BILINEAR
+      ),
+      np.float32,
+    )
+    / 255.0
+  )
   colour = _colormap(up).astype(np.float32)
   out = (1 - alpha) * frame.astype(np.float32) + alpha * colour
   return np.clip(out, 0, 255).astype(np.uint8)
@@ -43,14 +52,16 @@ def frames_for_steps(frames: np.ndarray, num_steps: int) -> np.ndarray:
   return frames[np.arange(num_steps) * stride]
 
 
-def _grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
-          scale: int) -> np.ndarray:
+def _grid(
+  rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str], scale: int
+) -> np.ndarray:
   """Tiles cells (H, W, 3) into a picture with a label strip per row."""
   h, w = rows[0][0].shape[:2]
   h, w = h * scale, w * scale
   cols = max(len(r) for r in rows)
-  canvas = Image.new("RGB", (cols * (w + 2), len(rows) * (h + LABEL_HEIGHT
-                                                          + 2)), "white")
+  canvas = Image.new(
+    "RGB", (cols * (w + 2), len(rows) * (h + LABEL_HEIGHT + 2)), "white"
+  )
   draw = ImageDraw.Draw(canvas)
   for r, (cells, label) in enumerate(zip(rows, labels, strict=True)):
     y = r * (h + LABEL_HEIGHT + 2)
@@ -66,8 +77,12 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
   return (maps - lo) / max(hi - lo, 1e-8)
 
 
-def tracklet_grid(frames: np.ndarray, response_maps: np.ndarray,
-                  grid: tuple[int, int], scale: int = 1) -> np.ndarray:
+def tracklet_grid(
+  frames: np.ndarray,
+  response_maps: np.ndarray,
+  grid: tuple[int, int],
+  scale: int = 1,
+) -> np.ndarray:
   """frames (T, H, W, 3) uint8; response_maps (T', N, L) -> picture.
 
   Each tracklet's maps are normalised over its whole clip, so its cells
@@ -84,36 +99,51 @@ def tracklet_grid(frames: np.ndarray, response_maps: np.ndarray,
   return _grid(rows, [f"tracklet {n + 1}" for n in range(queries)], scale)
 
 
-def cam_grid(frames: np.ndarray, tokens: np.ndarray, class_weight: np.ndarray,
-             grid: tuple[int, int], label: str = "backbone CAM",
-             scale: int = 1) -> np.ndarray:
+def cam_grid(
+  frames: np.ndarray,
+  tokens: np.ndarray,
+  class_weight: np.ndarray,
+  grid: tuple[int, int],
+  label: str = "backbone CAM",
+  scale: int = 1,
+) -> np.ndarray:
   """frames (T, H, W, 3); tokens (T', L, C); class_weight (C,) -> picture."""
   steps = tokens.shape[0]
-  cam = np.maximum(tokens.astype(np.float32) @ class_weight.astype(
-      np.float32), 0.0)
+  cam = np.maximum(
+    tokens.astype(np.float32) @ class_weight.astype(np.float32), 0.0
+  )
   cam = _normalise(cam).reshape(steps, *grid)
   shown = frames_for_steps(frames, steps)
-  return _grid([[overlay(shown[t], cam[t]) for t in range(steps)]], [label],
-               scale)
+  return _grid(
+    [[overlay(shown[t], cam[t]) for t in range(steps)]], [label], scale
+  )
 
 
 def stack_vertically(images: Sequence[np.ndarray]) -> np.ndarray:
   """Pads to the widest image and stacks (H_i, W, 3) pictures."""
   width = max(i.shape[1] for i in images)
-  padded = [np.pad(i, ((0, 0), (0, width - i.shape[1]), (0, 0)),
-                   constant_values=255) for i in images]
+  padded = [
+    np.pad(i, ((0, 0), (0, width - i.shape[1]), (0, 0)), constant_values=255)
+    for i in images
+  ]
   return np.concatenate(padded, axis=0)
 
 
-def clip_picture(frames: np.ndarray, response_maps: np.ndarray | None,
-                 tokens: np.ndarray | None, class_weight: np.ndarray | None,
-                 grid: tuple[int, int], title: str = "",
-                 scale: int = 1) -> np.ndarray:
+def clip_picture(
+  frames: np.ndarray,
+  response_maps: np.ndarray | None,
+  tokens: np.ndarray | None,
+  class_weight: np.ndarray | None,
+  grid: tuple[int, int],
+  title: str = "",
+  scale: int = 1,
+) -> np.ndarray:
   """Tracklet grid above the backbone CAM grid, with an optional title."""
   parts = []
   if title:
-    strip = Image.new("RGB", (max(frames.shape[2] * scale * 4, 200),
-                              LABEL_HEIGHT + 4), "white")
+    strip = Image.new(
+      "RGB", (max(frames.shape[2] * scale * 4, 200), LABEL_HEIGHT + 4), "white"
+    )
     ImageDraw.Draw(strip).text((2, 2), title, fill="black")
     parts.append(np.asarray(strip))
   if response_maps is not None:

@@ -14,7 +14,8 @@ NUM_CLASSES = 48  # Diving48_vocab.json
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
-      arg, size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool))
+    arg, size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool)
+  )
   c = config_lib.base_config()
   c.name = f"diving48-{v['size']}"
   c.data.dataset = "diving48"

@@ -17,8 +17,11 @@ NUM_CLASSES = {"gym99": 99, "gym288": 288}
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
-      arg, classes=("gym99", tuple(NUM_CLASSES)),
-      size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool))
+    arg,
+    classes=("gym99", tuple(NUM_CLASSES)),
+    size=("b16", config_lib.BACKBONE_PRESETS),
+    runlocal=(False, bool),
+  )
   c = config_lib.base_config()
   c.name = f"finegym-{v['classes']}-{v['size']}"
   c.data.dataset = "finegym"

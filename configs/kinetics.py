@@ -16,8 +16,11 @@ NUM_CLASSES = {"k400": 400, "k600": 600}
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
-      arg, classes=("k400", tuple(NUM_CLASSES)),
-      size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool))
+    arg,
+    classes=("k400", tuple(NUM_CLASSES)),
+    size=("b16", config_lib.BACKBONE_PRESETS),
+    runlocal=(False, bool),
+  )
   c = config_lib.base_config()
   c.name = f"{v['classes']}-{v['size']}"
   c.data.dataset = "kinetics"

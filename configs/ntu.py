@@ -15,8 +15,11 @@ SPLITS = ("ntu60_xsub", "ntu60_xview", "ntu120_xsub", "ntu120_xset")
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
-      arg, split=("ntu60_xsub", SPLITS),
-      size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool))
+    arg,
+    split=("ntu60_xsub", SPLITS),
+    size=("b16", config_lib.BACKBONE_PRESETS),
+    runlocal=(False, bool),
+  )
   c = config_lib.base_config()
   c.name = f"{v['split']}-{v['size']}"
   c.data.dataset = v["split"].split("_")[0]

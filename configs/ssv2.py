@@ -17,7 +17,8 @@ NUM_CLASSES = 174
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
-      arg, size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool))
+    arg, size=("b16", config_lib.BACKBONE_PRESETS), runlocal=(False, bool)
+  )
   c = config_lib.base_config()
   c.name = f"ssv2-{v['size']}"
   c.data.dataset = "ssv2"
@@ -27,10 +28,15 @@ def get_config(arg: str | None = None):
   c.data.num_spatial_crops = 3
   c.model.preset = v["size"]
   layers = 12 if v["size"] == "b16" else 24
-  c.model.backbone.update({
-      "n_layers": 8, "return_list": tuple(range(layers - 8, layers)),
-      "mlp_dropout": (0.5,) * 8, "backbone_drop_path_rate": 0.2,
-      "drop_path_rate": 0.4})
+  c.model.backbone.update(
+    {
+      "n_layers": 8,
+      "return_list": tuple(range(layers - 8, layers)),
+      "mlp_dropout": (0.5,) * 8,
+      "backbone_drop_path_rate": 0.2,
+      "drop_path_rate": 0.4,
+    }
+  )
   config_lib.set_paths(c, "data/ssv2", v["size"])
   c.num_epochs = 50.0
   c.batch_size = 256

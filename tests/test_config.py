@@ -17,7 +17,9 @@ def load_config(name: str, arg: str | None = None):
   return module.get_config(arg)
 
 
-@pytest.mark.parametrize("name,arg,classes,preset", [
+@pytest.mark.parametrize(
+  "name,arg,classes,preset",
+  [
     ("finegym", None, 99, "b16"),
     ("finegym", "gym288,l14", 288, "l14"),
     ("diving48", "l14", 48, "l14"),
@@ -25,7 +27,8 @@ def load_config(name: str, arg: str | None = None):
     ("ntu", "ntu60_xview,l14", 60, "l14"),
     ("kinetics", "k600", 600, "b16"),
     ("ssv2", None, 174, "b16"),
-])
+  ],
+)
 def test_variants_select_classes_and_size(name, arg, classes, preset):
   c = load_config(name, arg)
   assert c.data.num_classes == classes
@@ -73,11 +76,17 @@ def _valid(**changes):
 
 
 def test_validate_accepts_a_good_config():
-  config_lib.validate(_valid(), num_devices=8, shard_meta={"num_classes": 99},
-                      bank_shape=(99, 4, 16))
+  config_lib.validate(
+    _valid(),
+    num_devices=8,
+    shard_meta={"num_classes": 99},
+    bank_shape=(99, 4, 16),
+  )
 
 
-@pytest.mark.parametrize("changes,devices,meta,bank,message", [
+@pytest.mark.parametrize(
+  "changes,devices,meta,bank,message",
+  [
     ({"batch_size": 12}, 8, None, None, "not divisible by data-parallel"),
     ({"optim.accum_steps": 3}, 8, None, None, "accum_steps"),
     ({"model.heads.num_queries": 9}, 1, None, None, "N <= k"),
@@ -86,11 +95,13 @@ def test_validate_accepts_a_good_config():
     ({"mesh.fsdp": 3}, 8, None, None, "does not divide"),
     ({"data.sampling": "random"}, 8, None, None, "sampling"),
     ({"data.dir": None}, 8, None, None, "data.dir is not set"),
-])
+  ],
+)
 def test_validate_names_what_to_change(changes, devices, meta, bank, message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.validate(_valid(**changes), num_devices=devices,
-                        shard_meta=meta, bank_shape=bank)
+    config_lib.validate(
+      _valid(**changes), num_devices=devices, shard_meta=meta, bank_shape=bank
+    )
 
 
 def test_parse_variant_key_value_form():

@@ -11,11 +11,18 @@ from art_jax import evaluate
 def test_views_are_averaged_per_video_and_padding_ignored():
   scores = evaluate.VideoScores(num_classes=3)
   # Video 0: two views disagree, their mean prefers class 2.
-  scores.add(np.array([[0.6, 0.0, 0.4], [0.0, 0.1, 0.9], [1.0, 0.0, 0.0]]),
-             labels=np.array([2, 2, 0]), video_index=np.array([0, 0, 5]),
-             mask=np.array([1, 1, 0]))
-  scores.add(np.array([[0.2, 0.7, 0.1]]), labels=np.array([0]),
-             video_index=np.array([1]), mask=np.array([1]))
+  scores.add(
+    np.array([[0.6, 0.0, 0.4], [0.0, 0.1, 0.9], [1.0, 0.0, 0.0]]),
+    labels=np.array([2, 2, 0]),
+    video_index=np.array([0, 0, 5]),
+    mask=np.array([1, 1, 0]),
+  )
+  scores.add(
+    np.array([[0.2, 0.7, 0.1]]),
+    labels=np.array([0]),
+    video_index=np.array([1]),
+    mask=np.array([1]),
+  )
   ids, probs, labels = scores.arrays()
   np.testing.assert_array_equal(ids, [0, 1])
   np.testing.assert_allclose(probs[0], [0.3, 0.05, 0.65])
@@ -31,12 +38,14 @@ def test_conflicting_labels_for_one_video_fail():
 
 
 def test_top1_top5_and_mean_class_accuracy():
-  probs = np.array([
+  probs = np.array(
+    [
       [0.9, 0.1, 0, 0, 0, 0],  # label 0: right
       [0.1, 0.9, 0, 0, 0, 0],  # label 0: wrong, but in top-5
       [0, 0, 0.5, 0.3, 0.2, 0],  # label 2: right
       [0.3, 0.25, 0.2, 0.15, 0.1, 0],  # label 5: outside top-5
-  ])
+    ]
+  )
   labels = np.array([0, 0, 2, 5])
   m = evaluate.classification_metrics(probs, labels, num_classes=6)
   assert m["top1"] == pytest.approx(0.5)
@@ -50,6 +59,8 @@ def test_top1_top5_and_mean_class_accuracy():
 def test_report_files(tmp_path):
   m = evaluate.classification_metrics(np.eye(3), np.arange(3), 3)
   paths = evaluate.write_report(m, ["a", "b", "c"], str(tmp_path), step=7)
-  report = json.loads(open(paths["json"]).read())
+  with open(paths["json"]) as f:
+    report = json.load(f)
   assert report["top1"] == 1.0 and report["per_class_accuracy"]["b"] == 1.0
-  assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  with open(paths["png"], "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"

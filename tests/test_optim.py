@@ -16,13 +16,16 @@ def _optim(**changes):
 
 def _params():
   return {
-      "backbone": {"conv1": {"kernel": jnp.ones((2, 3))},
-                   "ln_pre": {"ln": {"scale": jnp.ones((3,))}},
-                   "positional_embedding": jnp.ones((4, 3))},
-      "heads": {"classifier": {"kernel": jnp.ones((3, 2)),
-                               "bias": jnp.ones((2,))},
-                "agent_bank": jnp.ones((2, 2, 3)),
-                "prototypes": jnp.ones((2, 3))},
+    "backbone": {
+      "conv1": {"kernel": jnp.ones((2, 3))},
+      "ln_pre": {"ln": {"scale": jnp.ones((3,))}},
+      "positional_embedding": jnp.ones((4, 3)),
+    },
+    "heads": {
+      "classifier": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))},
+      "agent_bank": jnp.ones((2, 2, 3)),
+      "prototypes": jnp.ones((2, 3)),
+    },
   }
 
 
@@ -48,7 +51,8 @@ def test_adamw_warmup_then_cosine():
 def test_sgd_step_decay_matches_paper_recipe():
   # lr 0.01, x0.1 every 20 "epochs" of 10 steps.
   s = optim.learning_rate_schedule(
-      _optim(name="sgd", lr=0.01, decay_factor=0.1), 500, 0, 200)
+    _optim(name="sgd", lr=0.01, decay_factor=0.1), 500, 0, 200
+  )
   assert float(s(0)) == pytest.approx(0.01)
   assert float(s(199)) == pytest.approx(0.01)
   assert float(s(200)) == pytest.approx(0.001)
@@ -57,8 +61,13 @@ def test_sgd_step_decay_matches_paper_recipe():
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_backbone_moves_at_its_multiplier(name):
-  o = _optim(name=name, lr=0.1, weight_decay=0.0, backbone_lr_mult=0.1,
-             clip_grad_norm=0.0)
+  o = _optim(
+    name=name,
+    lr=0.1,
+    weight_decay=0.0,
+    backbone_lr_mult=0.1,
+    clip_grad_norm=0.0,
+  )
   tx = optim.make_optimizer(o, lambda step: o.lr)
   params = _params()
   grads = jax.tree.map(jnp.ones_like, params)
@@ -69,8 +78,14 @@ def test_backbone_moves_at_its_multiplier(name):
 
 
 def test_gradient_clipping_bounds_the_update():
-  o = _optim(name="sgd", lr=1.0, weight_decay=0.0, momentum=0.0,
-             backbone_lr_mult=1.0, clip_grad_norm=1.0)
+  o = _optim(
+    name="sgd",
+    lr=1.0,
+    weight_decay=0.0,
+    momentum=0.0,
+    backbone_lr_mult=1.0,
+    clip_grad_norm=1.0,
+  )
   tx = optim.make_optimizer(o, lambda step: o.lr)
   params = _params()
   grads = jax.tree.map(lambda x: 100.0 * jnp.ones_like(x), params)
@@ -79,8 +94,13 @@ def test_gradient_clipping_bounds_the_update():
 
 
 def test_weight_decay_applies_to_masked_leaves_only():
-  o = _optim(name="adamw", lr=1.0, weight_decay=0.5, clip_grad_norm=0.0,
-             backbone_lr_mult=1.0)
+  o = _optim(
+    name="adamw",
+    lr=1.0,
+    weight_decay=0.5,
+    clip_grad_norm=0.0,
+    backbone_lr_mult=1.0,
+  )
   tx = optim.make_optimizer(o, lambda step: o.lr)
   params = _params()
   zeros = jax.tree.map(jnp.zeros_like, params)

@@ -47,8 +47,10 @@ def test_unreadable_video_is_a_clear_error(trained):
 def test_checkpoint_of_another_model_is_a_clear_error(trained):
   config, workdir, root = trained
   video = data_helpers.write_video(str(root / "clip2.mp4"), 20)
-  other = make_config({"data": config.data.dir, "bank": config.text_bank.dir},
-                      **{"model.backbone.width": 32, "model.backbone.n_dim": 32})
+  other = make_config(
+    {"data": config.data.dir, "bank": config.text_bank.dir},
+    **{"model.backbone.width": 32, "model.backbone.n_dim": 32},
+  )
   with pytest.raises(predict.PredictError, match="does not match the config"):
     predict.predict(other, workdir, video, None)
   with pytest.raises(predict.PredictError, match="no checkpoint"):

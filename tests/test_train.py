@@ -40,10 +40,13 @@ def make_config(data, **changes):
   return c
 
 
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
 def read_losses(workdir):
-  rows = [
-    json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))
-  ]
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
 
@@ -54,7 +57,7 @@ def test_train_evaluate_checkpoint_and_reports(data, tmp_path):
   assert result["steps"] == 4 and result["skipped_steps"] == 0
   assert all(np.isfinite(result["losses"]))
   assert 0.0 <= result["top1"] <= 1.0
-  rows = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   logged = set().union(*rows)
   for term in (
     "ce_global",
@@ -127,27 +130,39 @@ def test_eight_devices_data_fsdp_match_one_device(data, tmp_path):
 def test_restore_onto_a_smaller_mesh(data, tmp_path):
   """Saved on 8 devices (data 4 x fsdp 2), resumed on 4 (data 2 x fsdp 2)."""
   workdir = str(tmp_path / "run")
-  c8 = make_config(data, total_steps=4, eval_every_steps=1000,
-                   **{"mesh.data": 4, "mesh.fsdp": 2})
-  c4 = make_config(data, total_steps=4, eval_every_steps=1000,
-                   **{"mesh.data": 2, "mesh.fsdp": 2})
+  c8 = make_config(
+    data,
+    total_steps=4,
+    eval_every_steps=1000,
+    **{"mesh.data": 4, "mesh.fsdp": 2},
+  )
+  c4 = make_config(
+    data,
+    total_steps=4,
+    eval_every_steps=1000,
+    **{"mesh.data": 2, "mesh.fsdp": 2},
+  )
 
   def preempt_at_2(step):
     if step == 2:
       os.kill(os.getpid(), signal.SIGTERM)
 
-  first = train.train_and_evaluate(c8, workdir, mode="train",
-                                   step_hook=preempt_at_2)
+  first = train.train_and_evaluate(
+    c8, workdir, mode="train", step_hook=preempt_at_2
+  )
   assert first["steps"] == 2
-  out = train.train_and_evaluate(c4, workdir, mode="train",
-                                 devices=jax.devices()[:4])
+  out = train.train_and_evaluate(
+    c4, workdir, mode="train", devices=jax.devices()[:4]
+  )
   assert out["steps"] == 4
   straight = str(tmp_path / "straight")
-  train.train_and_evaluate(c4, straight, mode="train",
-                           devices=jax.devices()[:4])
+  train.train_and_evaluate(
+    c4, straight, mode="train", devices=jax.devices()[:4]
+  )
   got, want = read_losses(workdir), read_losses(straight)
-  np.testing.assert_allclose([got[s] for s in (1, 2, 3, 4)],
-                             [want[s] for s in (1, 2, 3, 4)], rtol=2e-5)
+  np.testing.assert_allclose(
+    [got[s] for s in (1, 2, 3, 4)], [want[s] for s in (1, 2, 3, 4)], rtol=2e-5
+  )
 
 
 def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
@@ -164,32 +179,51 @@ def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
   assert np.isfinite(losses[1])
 
 
-NO_DROPOUT = {"model.heads.dropout_rate": 0.0,
-              "model.backbone.cls_dropout": 0.0,
-              "model.backbone.mlp_dropout": (0.0, 0.0)}
+NO_DROPOUT = {
+  "model.heads.dropout_rate": 0.0,
+  "model.backbone.cls_dropout": 0.0,
+  "model.backbone.mlp_dropout": (0.0, 0.0),
+}
 
 
 def _run_two_processes(data, workdir, total_steps, port):
   """Two processes x two CPU devices on 127.0.0.1 (gloo), via main."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   args = [
-      "--config=configs/finegym.py:runlocal", f"--workdir={workdir}",
-      "--mode=train", f"--config.data.dir={data['data']}",
-      f"--config.text_bank.dir={data['bank']}",
-      "--config.data.num_classes=4", "--config.model.heads.top_k=4",
-      f"--config.total_steps={total_steps}", "--config.eval_every_steps=1000",
-      "--config.ckpt.every_steps=2", "--compilation_cache=",
-      # Dropout masks follow row order, which differs between one host and
-      # two (each host's rows come first); without dropout the loss is a
-      # function of the set of examples only.
-      *(f"--config.{k}={v!s}" for k, v in NO_DROPOUT.items()),
-      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
-  procs = [subprocess.Popen(
+    "--config=configs/finegym.py:runlocal",
+    f"--workdir={workdir}",
+    "--mode=train",
+    f"--config.data.dir={data['data']}",
+    f"--config.text_bank.dir={data['bank']}",
+    "--config.data.num_classes=4",
+    "--config.model.heads.top_k=4",
+    f"--config.total_steps={total_steps}",
+    "--config.eval_every_steps=1000",
+    "--config.ckpt.every_steps=2",
+    "--compilation_cache=",
+    # Dropout masks follow row order, which differs between one host and
+    # two (each host's rows come first); without dropout the loss is a
+    # function of the set of examples only.
+    *(f"--config.{k}={v!s}" for k, v in NO_DROPOUT.items()),
+    f"--coordinator_address=127.0.0.1:{port}",
+    "--num_processes=2",
+  ]
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    JAX_PLATFORMS="cpu",
+  )
+  procs = [
+    subprocess.Popen(
       [sys.executable, "-m", "art_jax.main", *args, f"--process_id={i}"],
-      cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True) for i in range(2)]
+      cwd=repo,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=900)[0] for p in procs]
   for p, out in zip(procs, outs, strict=True):
     assert p.returncode == 0, out[-3000:]
@@ -203,12 +237,21 @@ def test_two_processes_match_one_process_and_restore(data, tmp_path):
   _run_two_processes(data, workdir, 4, portpicker.pick_unused_port())
   single = str(tmp_path / "one")
   train.train_and_evaluate(
-      make_config(data, total_steps=4, eval_every_steps=1000,
-                  **{"ckpt.every_steps": 2}, **NO_DROPOUT),
-      single, mode="train", devices=jax.devices()[:4])
+    make_config(
+      data,
+      total_steps=4,
+      eval_every_steps=1000,
+      **{"ckpt.every_steps": 2},
+      **NO_DROPOUT,
+    ),
+    single,
+    mode="train",
+    devices=jax.devices()[:4],
+  )
   two, one = read_losses(workdir), read_losses(single)
-  np.testing.assert_allclose([two[s] for s in (1, 2, 3, 4)],
-                             [one[s] for s in (1, 2, 3, 4)], rtol=2e-5)
+  np.testing.assert_allclose(
+    [two[s] for s in (1, 2, 3, 4)], [one[s] for s in (1, 2, 3, 4)], rtol=2e-5
+  )
   # Restore: drop the last checkpoint; both hosts resume from step 2 (state
   # and each host's own iterator) and redo steps 3-4 identically.
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
@@ -216,8 +259,7 @@ def test_two_processes_match_one_process_and_restore(data, tmp_path):
   _run_two_processes(data, workdir, 4, portpicker.pick_unused_port())
   again = read_losses(workdir)
   assert sorted(again) == [3, 4]
-  np.testing.assert_allclose([again[3], again[4]], [two[3], two[4]],
-                             rtol=1e-6)
+  np.testing.assert_allclose([again[3], again[4]], [two[3], two[4]], rtol=1e-6)
 
 
 def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
@@ -235,10 +277,13 @@ def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
   c.init_from.path = path
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(c, workdir, mode="train")
-  report = json.load(open(os.path.join(workdir, "init_from_report.json")))
+  with open(os.path.join(workdir, "init_from_report.json")) as f:
+    report = json.load(f)
   reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
-  assert reinit == {"params/backbone/proj_2/kernel",
-                    "params/backbone/proj_2/bias"}
+  assert reinit == {
+    "params/backbone/proj_2/kernel",
+    "params/backbone/proj_2/bias",
+  }
   assert len(report["loaded"]) > 20
   assert any("uniblocks_scan_0/resblock" in k for k in report["loaded"])
   assert sorted(report["ignored"]) == ["proj_2/bias", "proj_2/kernel"]
@@ -250,12 +295,20 @@ def test_gradient_accumulation_equals_the_full_batch(data, tmp_path):
   # give the same mean gradient as the batch of 8.
   common = {"model.backbone.no_lmhra": True, **NO_DROPOUT}
   one = make_config(data, total_steps=3, eval_every_steps=1000, **common)
-  two = make_config(data, total_steps=3, eval_every_steps=1000,
-                    **{"optim.accum_steps": 2}, **common)
-  train.train_and_evaluate(one, str(tmp_path / "a1"), mode="train",
-                           devices=jax.devices()[:2])
-  train.train_and_evaluate(two, str(tmp_path / "a2"), mode="train",
-                           devices=jax.devices()[:2])
+  two = make_config(
+    data,
+    total_steps=3,
+    eval_every_steps=1000,
+    **{"optim.accum_steps": 2},
+    **common,
+  )
+  train.train_and_evaluate(
+    one, str(tmp_path / "a1"), mode="train", devices=jax.devices()[:2]
+  )
+  train.train_and_evaluate(
+    two, str(tmp_path / "a2"), mode="train", devices=jax.devices()[:2]
+  )
   l1, l2 = read_losses(str(tmp_path / "a1")), read_losses(str(tmp_path / "a2"))
-  np.testing.assert_allclose([l2[s] for s in (1, 2, 3)],
-                             [l1[s] for s in (1, 2, 3)], rtol=1e-4)
+  np.testing.assert_allclose(
+    [l2[s] for s in (1, 2, 3)], [l1[s] for s in (1, 2, 3)], rtol=1e-4
+  )

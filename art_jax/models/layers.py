@@ -29,25 +29,25 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 
 
 def dense(
-    features: int,
-    axes: tuple[str, str],
-    *,
-    dtype: Dtype,
-    param_dtype: Dtype,
-    use_bias: bool = True,
-    kernel_init: Initializer = nn.initializers.lecun_normal(),
-    bias_init: Initializer = zeros,
-    name: str | None = None,
+  features: int,
+  axes: tuple[str, str],
+  *,
+  dtype: Dtype,
+  param_dtype: Dtype,
+  use_bias: bool = True,
+  kernel_init: Initializer = nn.initializers.lecun_normal(),
+  bias_init: Initializer = zeros,
+  name: str | None = None,
 ) -> nn.Dense:
   """nn.Dense whose kernel is named `axes` = (in, out) and bias `(out,)`."""
   return nn.Dense(
-      features,
-      use_bias=use_bias,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      kernel_init=nn.with_logical_partitioning(kernel_init, axes),
-      bias_init=nn.with_logical_partitioning(bias_init, (axes[1],)),
-      name=name,
+    features,
+    use_bias=use_bias,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+    bias_init=nn.with_logical_partitioning(bias_init, (axes[1],)),
+    name=name,
   )
 
 
@@ -66,12 +66,12 @@ class LayerNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     ln = nn.LayerNorm(
-        epsilon=self.epsilon,
-        dtype=jnp.float32,
-        param_dtype=self.param_dtype,
-        scale_init=nn.with_logical_partitioning(ones, (self.axis_name,)),
-        bias_init=nn.with_logical_partitioning(zeros, (self.axis_name,)),
-        name="ln",
+      epsilon=self.epsilon,
+      dtype=jnp.float32,
+      param_dtype=self.param_dtype,
+      scale_init=nn.with_logical_partitioning(ones, (self.axis_name,)),
+      bias_init=nn.with_logical_partitioning(zeros, (self.axis_name,)),
+      name="ln",
     )
     return ln(x.astype(jnp.float32)).astype(x.dtype)
 
@@ -84,26 +84,29 @@ class HeadsProjection(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal(
-      in_axis=0, out_axis=(1, 2)
+    in_axis=0, out_axis=(1, 2)
   )
   use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel",
-        nn.with_logical_partitioning(self.kernel_init, (sh.EMBED, sh.HEADS, sh.KV)),
-        (x.shape[-1], self.num_heads, self.head_dim),
-        self.param_dtype,
+      "kernel",
+      nn.with_logical_partitioning(
+        self.kernel_init, (sh.EMBED, sh.HEADS, sh.KV)
+      ),
+      (x.shape[-1], self.num_heads, self.head_dim),
+      self.param_dtype,
     )
-    y = jnp.einsum("...c,chk->...hk", x.astype(self.dtype),
-                   kernel.astype(self.dtype))
+    y = jnp.einsum(
+      "...c,chk->...hk", x.astype(self.dtype), kernel.astype(self.dtype)
+    )
     if self.use_bias:
       bias = self.param(
-          "bias",
-          nn.with_logical_partitioning(zeros, (sh.HEADS, sh.KV)),
-          (self.num_heads, self.head_dim),
-          self.param_dtype,
+        "bias",
+        nn.with_logical_partitioning(zeros, (sh.HEADS, sh.KV)),
+        (self.num_heads, self.head_dim),
+        self.param_dtype,
       )
       y = y + bias.astype(self.dtype)
     return y
@@ -116,31 +119,34 @@ class HeadsMerge(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal(
-      in_axis=(0, 1), out_axis=2
+    in_axis=(0, 1), out_axis=2
   )
   bias_init: Initializer = zeros
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel",
-        nn.with_logical_partitioning(self.kernel_init, (sh.HEADS, sh.KV, sh.EMBED)),
-        (x.shape[-2], x.shape[-1], self.features),
-        self.param_dtype,
+      "kernel",
+      nn.with_logical_partitioning(
+        self.kernel_init, (sh.HEADS, sh.KV, sh.EMBED)
+      ),
+      (x.shape[-2], x.shape[-1], self.features),
+      self.param_dtype,
     )
     bias = self.param(
-        "bias",
-        nn.with_logical_partitioning(self.bias_init, (sh.EMBED,)),
-        (self.features,),
-        self.param_dtype,
+      "bias",
+      nn.with_logical_partitioning(self.bias_init, (sh.EMBED,)),
+      (self.features,),
+      self.param_dtype,
     )
-    y = jnp.einsum("...hk,hkc->...c", x.astype(self.dtype),
-                   kernel.astype(self.dtype))
+    y = jnp.einsum(
+      "...hk,hkc->...c", x.astype(self.dtype), kernel.astype(self.dtype)
+    )
     return y + bias.astype(self.dtype)
 
 
 def attention_weights(
-    q: jax.Array, k: jax.Array, mask: jax.Array | None = None
+  q: jax.Array, k: jax.Array, mask: jax.Array | None = None
 ) -> jax.Array:
   """Softmax attention probabilities (..., H, Lq, Lk), computed in float32.
 
@@ -148,8 +154,12 @@ def attention_weights(
   (..., H, Lq, Lk), True where attending is allowed.
   """
   scale = q.shape[-1] ** -0.5
-  logits = jnp.einsum("...qhk,...lhk->...hql", q, k,
-                      preferred_element_type=jnp.float32) * scale
+  logits = (
+    jnp.einsum(
+      "...qhk,...lhk->...hql", q, k, preferred_element_type=jnp.float32
+    )
+    * scale
+  )
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(logits, axis=-1)
@@ -171,39 +181,47 @@ class MultiHeadAttention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   qkv_kernel_init: Initializer = nn.initializers.lecun_normal(
-      in_axis=0, out_axis=(1, 2)
+    in_axis=0, out_axis=(1, 2)
   )
   out_kernel_init: Initializer = nn.initializers.lecun_normal(
-      in_axis=(0, 1), out_axis=2
+    in_axis=(0, 1), out_axis=2
   )
   out_bias_init: Initializer = zeros
 
   @nn.compact
   def __call__(
-      self,
-      x: jax.Array,
-      context: jax.Array | None = None,
-      mask: jax.Array | None = None,
-      return_weights: bool = False,
+    self,
+    x: jax.Array,
+    context: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    return_weights: bool = False,
   ) -> tuple[jax.Array, jax.Array | None]:
     context = x if context is None else context
     features = x.shape[-1]
     if features % self.num_heads:
       raise ValueError(
-          f"width {features} is not divisible by num_heads={self.num_heads}"
+        f"width {features} is not divisible by num_heads={self.num_heads}"
       )
     head_dim = features // self.num_heads
     proj = lambda name: HeadsProjection(
-        self.num_heads, head_dim, dtype=self.dtype,
-        param_dtype=self.param_dtype, kernel_init=self.qkv_kernel_init,
-        name=name)
+      self.num_heads,
+      head_dim,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=self.qkv_kernel_init,
+      name=name,
+    )
     q, k, v = proj("query")(x), proj("key")(context), proj("value")(context)
     weights = attention_weights(q, k, mask)
     out = jnp.einsum("...hql,...lhk->...qhk", weights.astype(self.dtype), v)
     out = HeadsMerge(
-        features, dtype=self.dtype, param_dtype=self.param_dtype,
-        kernel_init=self.out_kernel_init, bias_init=self.out_bias_init,
-        name="out")(out)
+      features,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=self.out_kernel_init,
+      bias_init=self.out_bias_init,
+      name="out",
+    )(out)
     return out, (weights if return_weights else None)
 
 
@@ -228,15 +246,25 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     features = x.shape[-1]
-    y = dense(self.hidden, (sh.EMBED, sh.MLP), dtype=self.dtype,
-              param_dtype=self.param_dtype, kernel_init=self.fc_kernel_init,
-              name="c_fc")(x)
+    y = dense(
+      self.hidden,
+      (sh.EMBED, sh.MLP),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=self.fc_kernel_init,
+      name="c_fc",
+    )(x)
     y = self.activation(y)
     y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-    return dense(features, (sh.MLP, sh.EMBED), dtype=self.dtype,
-                 param_dtype=self.param_dtype,
-                 kernel_init=self.proj_kernel_init,
-                 bias_init=self.proj_bias_init, name="c_proj")(y)
+    return dense(
+      features,
+      (sh.MLP, sh.EMBED),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=self.proj_kernel_init,
+      bias_init=self.proj_bias_init,
+      name="c_proj",
+    )(y)
 
 
 class DropPath(nn.Module):
@@ -253,8 +281,10 @@ class DropPath(nn.Module):
 
   @nn.compact
   def __call__(
-      self, x: jax.Array, train: bool = False,
-      rate: float | jax.Array | None = None,
+    self,
+    x: jax.Array,
+    train: bool = False,
+    rate: float | jax.Array | None = None,
   ) -> jax.Array:
     rate = self.rate if rate is None else rate
     if not train or (isinstance(rate, float | int) and rate == 0.0):

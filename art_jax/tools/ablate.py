@@ -30,22 +30,25 @@ from art_jax.models import art
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
 _SETTINGS = flags.DEFINE_list(
-    "settings", ["baseline", "rssa", "rssa_no_se", "rssa_ta", "art"],
-    "Table IV settings to run.")
+  "settings",
+  ["baseline", "rssa", "rssa_no_se", "rssa_ta", "art"],
+  "Table IV settings to run.",
+)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/ablate", "Root folder.")
 flags.mark_flags_as_required(["config"])
 
 LABELS = {
-    "baseline": "(1) baseline (UniFormerV2)",
-    "rssa": "(2) + RSSA",
-    "rssa_no_se": "(3) + RSSA w/o SE",
-    "rssa_ta": "(4) + RSSA + TA",
-    "art": "(5) ART (+ MTC + text fine-tuning)",
+  "baseline": "(1) baseline (UniFormerV2)",
+  "rssa": "(2) + RSSA",
+  "rssa_no_se": "(3) + RSSA w/o SE",
+  "rssa_ta": "(4) + RSSA + TA",
+  "art": "(5) ART (+ MTC + text fine-tuning)",
 }
 
 
-def setting_config(base: ml_collections.ConfigDict, setting: str,
-                   seed: int) -> ml_collections.ConfigDict:
+def setting_config(
+  base: ml_collections.ConfigDict, setting: str, seed: int
+) -> ml_collections.ConfigDict:
   """`base` with the model and loss switches of `setting` and `seed`."""
   if setting not in LABELS:
     raise ValueError(f"unknown setting {setting!r}; known: {list(LABELS)}")
@@ -55,8 +58,17 @@ def setting_config(base: ml_collections.ConfigDict, setting: str,
   heads.update(art.ABLATIONS[setting])
   c.model.heads.update(heads)
   loss = losses.LOSS_SETTINGS[setting]
-  for field in ("use_global", "use_final", "use_mtc", "use_ft", "use_vc",
-                "use_pc", "use_spa", "use_tem", "use_trk"):
+  for field in (
+    "use_global",
+    "use_final",
+    "use_mtc",
+    "use_ft",
+    "use_vc",
+    "use_pc",
+    "use_spa",
+    "use_tem",
+    "use_trk",
+  ):
     c.loss[field] = getattr(loss, field)
   return c
 
@@ -67,9 +79,11 @@ def summarise(results: dict[str, list[dict]]) -> str:
   for setting, runs in results.items():
     top1 = 100 * np.array([r["top1"] for r in runs])
     mean = 100 * np.array([r["mean_class_accuracy"] for r in runs])
-    lines.append(f"| {LABELS[setting]} | {len(runs)} | "
-                 f"{top1.mean():.1f} ± {top1.std():.1f} | "
-                 f"{mean.mean():.1f} ± {mean.std():.1f} |")
+    lines.append(
+      f"| {LABELS[setting]} | {len(runs)} | "
+      f"{top1.mean():.1f} ± {top1.std():.1f} | "
+      f"{mean.mean():.1f} ± {mean.std():.1f} |"
+    )
   return "\n".join(lines)
 
 
@@ -86,9 +100,11 @@ def main(argv):
           result = json.load(f)
       else:
         result = train.train_and_evaluate(
-            setting_config(base, setting, seed), workdir)
-        result = {k: result[k] for k in ("top1", "top5",
-                                         "mean_class_accuracy", "steps")}
+          setting_config(base, setting, seed), workdir
+        )
+        result = {
+          k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "steps")
+        }
         with open(done, "w") as f:
           json.dump(result, f)
       print(f"{setting} seed {seed}: {json.dumps(result)}", flush=True)

@@ -20,10 +20,12 @@ from art_jax import optim, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
-                                          lock_config=False)
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "32"],
-                                 "Batch sizes to time.")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file.", lock_config=False
+)
+_BATCH_SIZES = flags.DEFINE_list(
+  "batch_sizes", ["1", "32"], "Batch sizes to time."
+)
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed calls per batch size.")
 _JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
 flags.mark_flags_as_required(["config"])
@@ -39,8 +41,9 @@ def main(argv):
   tx = optim.make_optimizer(config.optim, optax.constant_schedule(0.0))
   bank = bench_lib.random_bank(config)
   crop, frames = config.data.crop_size, config.data.num_frames
-  setup = train.setup_state(model, tx, mesh, rules, (1, frames, crop, crop, 3),
-                            bank.shape)
+  setup = train.setup_state(
+    model, tx, mesh, rules, (1, frames, crop, crop, 3), bank.shape
+  )
   state = train.create_state(setup, mesh, rules, 0, bank)
   dtype = train.DTYPES[config.model.dtype]
   predict = jax.jit(train.make_predict_fn(model, dtype))
@@ -49,13 +52,22 @@ def main(argv):
   for bs in (int(b) for b in _BATCH_SIZES.value):
     video = bench_lib.random_video((bs, frames, crop, crop, 3), replicated)
     with jax.set_mesh(mesh):
-      times = bench_lib.time_calls(lambda v=video: predict(state, v),
-                                   _STEPS.value)
+      times = bench_lib.time_calls(
+        lambda v=video: predict(state, v), _STEPS.value
+      )
     t = float(np.median(times))
-    rows.append({"device": jax.devices()[0].device_kind, "batch": bs,
-                 "frames": frames, "crop": crop, "dtype": config.model.dtype,
-                 "ms_per_batch": 1e3 * t, "ms_per_clip": 1e3 * t / bs,
-                 "clips_per_s": bs / t})
+    rows.append(
+      {
+        "device": jax.devices()[0].device_kind,
+        "batch": bs,
+        "frames": frames,
+        "crop": crop,
+        "dtype": config.model.dtype,
+        "ms_per_batch": 1e3 * t,
+        "ms_per_clip": 1e3 * t / bs,
+        "clips_per_s": bs / t,
+      }
+    )
     print(json.dumps(rows[-1]), flush=True)
   print(bench_lib.markdown_table(rows))
   if _JSON.value:

@@ -25,11 +25,13 @@ def random_bank(config: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
   d = TEXT_DIM[config.model.preset]
   bank = np.random.default_rng(seed).normal(size=(k, NUM_TEMPLATES, d))
   return (bank / np.linalg.norm(bank, axis=-1, keepdims=True)).astype(
-      np.float32)
+    np.float32
+  )
 
 
-def model_train_flops(config: ml_collections.ConfigDict, batch_size: int
-                      ) -> float:
+def model_train_flops(
+  config: ml_collections.ConfigDict, batch_size: int
+) -> float:
   """Model FLOPs of one train step: 3 x the unrolled forward pass.
 
   XLA's cost analysis counts a scanned layer body once, so the scanned
@@ -44,27 +46,33 @@ def model_train_flops(config: ml_collections.ConfigDict, batch_size: int
   model = train.build_model(unrolled)
   crop = config.data.crop_size
   video = jax.ShapeDtypeStruct(
-      (batch_size, config.data.num_frames, crop, crop, 3),
-      train.DTYPES[config.model.dtype])
+    (batch_size, config.data.num_frames, crop, crop, 3),
+    train.DTYPES[config.model.dtype],
+  )
   bank = jax.ShapeDtypeStruct(random_bank(config).shape, jnp.float32)
   variables = jax.eval_shape(
-      lambda v, b: model.init(jax.random.key(0), v, b, train=False), video,
-      bank)
-  lowered = jax.jit(lambda var, v, b: model.apply(var, v, b, train=False)
-                    ).lower(variables, video, bank)
+    lambda v, b: model.init(jax.random.key(0), v, b, train=False), video, bank
+  )
+  lowered = jax.jit(
+    lambda var, v, b: model.apply(var, v, b, train=False)
+  ).lower(variables, video, bank)
   return 3.0 * float(lowered.cost_analysis()["flops"])
 
 
 def random_video(shape: Sequence[int], sharding, seed: int = 0) -> jax.Array:
   """uint8 clips generated on the device, already sharded."""
+
   def make():
-    return jax.random.randint(jax.random.key(seed), shape, 0, 256,
-                              jnp.int32).astype(jnp.uint8)
+    return jax.random.randint(
+      jax.random.key(seed), shape, 0, 256, jnp.int32
+    ).astype(jnp.uint8)
+
   return jax.jit(make, out_shardings=sharding)()
 
 
-def time_calls(fn: Callable[[], Any], steps: int, warmup: int = 2
-               ) -> list[float]:
+def time_calls(
+  fn: Callable[[], Any], steps: int, warmup: int = 2
+) -> list[float]:
   """Wall seconds of each of `steps` calls after `warmup` calls."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
@@ -88,8 +96,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return ""
   keys = list(rows[0])
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-  lines = ["| " + " | ".join(keys) + " |",
-           "|" + "|".join("---" for _ in keys) + "|"]
-  lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |"
-            for r in rows]
+  lines = [
+    "| " + " | ".join(keys) + " |",
+    "|" + "|".join("---" for _ in keys) + "|",
+  ]
+  lines += [
+    "| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows
+  ]
   return "\n".join(lines)

@@ -23,17 +23,20 @@ from art_jax import optim, reporting, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
-                                          lock_config=False)
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", None,
-                                 "Global batch sizes (default: config's).")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file.", lock_config=False
+)
+_BATCH_SIZES = flags.DEFINE_list(
+  "batch_sizes", None, "Global batch sizes (default: config's)."
+)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per batch size.")
 _JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
 flags.mark_flags_as_required(["config"])
 
 
-def bench_one(config: ml_collections.ConfigDict, batch_size: int,
-              steps: int) -> dict:
+def bench_one(
+  config: ml_collections.ConfigDict, batch_size: int, steps: int
+) -> dict:
   """One row of the table for `batch_size` (global)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.batch_size = batch_size
@@ -48,18 +51,26 @@ def bench_one(config: ml_collections.ConfigDict, batch_size: int,
   setup = train.setup_state(model, tx, mesh, rules, video_shape, bank.shape)
   dtype = train.DTYPES[config.model.dtype]
   step_fn = train.make_train_step(
-      model, tx, train.loss_options(config), schedule,
-      ema_momentum=config.text_bank.momentum,
-      accum_steps=config.optim.accum_steps, dtype=dtype)
-  compiled, compile_s = train.compile_train_step(step_fn, setup, mesh, rules,
-                                                 video_shape)
+    model,
+    tx,
+    train.loss_options(config),
+    schedule,
+    ema_momentum=config.text_bank.momentum,
+    accum_steps=config.optim.accum_steps,
+    dtype=dtype,
+  )
+  compiled, compile_s = train.compile_train_step(
+    step_fn, setup, mesh, rules, video_shape
+  )
   state = train.create_state(setup, mesh, rules, 0, bank)
   shardings = train.batch_shardings(mesh, rules)
   batch = {
-      "video": bench_lib.random_video(video_shape, shardings["video"]),
-      "label": jax.device_put(
-          np.arange(batch_size, dtype=np.int32) % config.data.num_classes,
-          shardings["label"])}
+    "video": bench_lib.random_video(video_shape, shardings["video"]),
+    "label": jax.device_put(
+      np.arange(batch_size, dtype=np.int32) % config.data.num_classes,
+      shardings["label"],
+    ),
+  }
 
   def step():
     nonlocal state
@@ -74,19 +85,19 @@ def bench_one(config: ml_collections.ConfigDict, batch_size: int,
   peak = reporting.device_peak_flops()
   mem = compiled.memory_analysis()
   row = {
-      "device": jax.devices()[0].device_kind,
-      "devices": jax.device_count(),
-      "batch": batch_size,
-      "frames": config.data.num_frames,
-      "crop": crop,
-      "dtype": config.model.dtype,
-      "compile_s": compile_s,
-      "step_s": step_s,
-      "clips_per_s": batch_size / step_s,
-      "model_tflop_per_step_per_device": flops / 1e12,
-      "mfu": (flops / step_s / peak) if flops and peak else float("nan"),
-      "temp_gib": (getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**30,
-      "peak_gib": (bench_lib.peak_memory_bytes() or 0) / 2**30,
+    "device": jax.devices()[0].device_kind,
+    "devices": jax.device_count(),
+    "batch": batch_size,
+    "frames": config.data.num_frames,
+    "crop": crop,
+    "dtype": config.model.dtype,
+    "compile_s": compile_s,
+    "step_s": step_s,
+    "clips_per_s": batch_size / step_s,
+    "model_tflop_per_step_per_device": flops / 1e12,
+    "mfu": (flops / step_s / peak) if flops and peak else float("nan"),
+    "temp_gib": (getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**30,
+    "peak_gib": (bench_lib.peak_memory_bytes() or 0) / 2**30,
   }
   return row
 
@@ -102,8 +113,9 @@ def main(argv):
     except Exception as e:  # noqa: BLE001 - OOM ends the search, not the run
       if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
         raise
-      rows.append({"device": jax.devices()[0].device_kind, "batch": bs,
-                   "step_s": "OOM"})
+      rows.append(
+        {"device": jax.devices()[0].device_kind, "batch": bs, "step_s": "OOM"}
+      )
       break
     print(json.dumps(rows[-1]), flush=True)
   print(bench_lib.markdown_table(rows))

@@ -25,14 +25,15 @@ _PRESETS = flags.DEFINE_list("presets", ["b16", "l14"], "Backbone presets.")
 _FRAMES = flags.DEFINE_integer("frames", 16, "Input frames T.")
 _CLASSES = flags.DEFINE_integer("num_classes", 99, "Classes K (Gym99).")
 _TEMPLATES = flags.DEFINE_integer("templates", 16, "Prompt templates M.")
-_COMPILE = flags.DEFINE_bool("compile_l14", False,
-                             "Time ART-L/14 forward+backward compile.")
+_COMPILE = flags.DEFINE_bool(
+  "compile_l14", False, "Time ART-L/14 forward+backward compile."
+)
 
 # ../shared/ART_SPEC.md, "Reference figures from the paper".
 PAPER = {
-    ("UniFormerV2", "l14"): ("1332", "345.05"),
-    ("ART", "b16"): ("436", "-"),
-    ("ART", "l14"): ("1390 (1429 in Table VII)", "365.01"),
+  ("UniFormerV2", "l14"): ("1332", "345.05"),
+  ("ART", "b16"): ("436", "-"),
+  ("ART", "l14"): ("1390 (1429 in Table VII)", "365.01"),
 }
 
 
@@ -45,51 +46,66 @@ def count_params(tree) -> int:
 # published 16x224 figures use (exp/k400/*_f16x224: NO_LMHRA,
 # TEMPORAL_DOWNSAMPLE False, so T' = T).
 RECIPES = {
-    "preset": {},
-    "k400": {"no_lmhra": True, "temporal_downsample": False},
+  "preset": {},
+  "k400": {"no_lmhra": True, "temporal_downsample": False},
 }
 
 
-def _models(preset: str, frames: int, num_classes: int, scan: bool = False,
-            recipe: str = "preset"):
+def _models(
+  preset: str,
+  frames: int,
+  num_classes: int,
+  scan: bool = False,
+  recipe: str = "preset",
+):
   """XLA's cost analysis counts a scanned body once, not per layer: FLOPs
   are counted on the unrolled (scan=False) model."""
-  kwargs = uniformerv2.preset_kwargs(preset, num_classes=num_classes,
-                                     t_size=frames, scan=scan,
-                                     **RECIPES[recipe])
+  kwargs = uniformerv2.preset_kwargs(
+    preset, num_classes=num_classes, t_size=frames, scan=scan, **RECIPES[recipe]
+  )
   backbone = uniformerv2.UniFormerV2(**kwargs)
-  full = art.ART(backbone=kwargs, heads={"num_classes": num_classes,
-                                         "scan": scan})
+  full = art.ART(
+    backbone=kwargs, heads={"num_classes": num_classes, "scan": scan}
+  )
   return kwargs, backbone, full
 
 
-def stats(preset: str, frames: int, num_classes: int, templates: int,
-          recipe: str):
+def stats(
+  preset: str, frames: int, num_classes: int, templates: int, recipe: str
+):
   """Rows for UniFormerV2 and ART at `preset` with a backbone recipe."""
-  kwargs, backbone, full = _models(preset, frames, num_classes,
-                                   recipe=recipe)
+  kwargs, backbone, full = _models(preset, frames, num_classes, recipe=recipe)
   res = kwargs["input_resolution"]
   video = jax.ShapeDtypeStruct((1, frames, res, res, 3), jnp.float32)
   bank = jax.ShapeDtypeStruct(
-      (num_classes, templates, bench_lib.TEXT_DIM[preset]), jnp.float32)
+    (num_classes, templates, bench_lib.TEXT_DIM[preset]), jnp.float32
+  )
   key = jax.random.key(0)
   rows = []
-  for name, model, args in (("UniFormerV2", backbone, (video,)),
-                            ("ART", full, (video, bank))):
+  for name, model, args in (
+    ("UniFormerV2", backbone, (video,)),
+    ("ART", full, (video, bank)),
+  ):
     variables = jax.eval_shape(
-        lambda *a, m=model: m.init(key, *a, train=False), *args)
+      lambda *a, m=model: m.init(key, *a, train=False), *args
+    )
     params = count_params(variables["params"])
-    lowered = jax.jit(
-        lambda v, *a, m=model: m.apply(v, *a, train=False)).lower(
-            variables, *args)
+    lowered = jax.jit(lambda v, *a, m=model: m.apply(v, *a, train=False)).lower(
+      variables, *args
+    )
     gflops = lowered.cost_analysis()["flops"] / 2 / 1e9
     paper_gflops, paper_params = PAPER.get((name, preset), ("-", "-"))
-    rows.append({
-        "model": f"{name} {preset.upper()}", "recipe": recipe,
+    rows.append(
+      {
+        "model": f"{name} {preset.upper()}",
+        "recipe": recipe,
         "input": f"{frames}x{res}",
         "params (M)": f"{params / 1e6:.2f}",
         "GFLOPs/view": f"{gflops:.0f}",
-        "paper params (M)": paper_params, "paper GFLOPs": paper_gflops})
+        "paper params (M)": paper_params,
+        "paper GFLOPs": paper_gflops,
+      }
+    )
   return rows
 
 
@@ -99,22 +115,28 @@ def compile_time_l14(frames: int, num_classes: int, templates: int) -> float:
   res = kwargs["input_resolution"]
   video = jax.ShapeDtypeStruct((1, frames, res, res, 3), jnp.bfloat16)
   bank = jax.ShapeDtypeStruct((num_classes, templates, 768), jnp.float32)
-  full = full.clone(dtype=jnp.bfloat16,
-                    backbone={**kwargs, "remat_policy": "nothing_saveable"})
+  full = full.clone(
+    dtype=jnp.bfloat16, backbone={**kwargs, "remat_policy": "nothing_saveable"}
+  )
   variables = jax.eval_shape(
-      lambda v, b: full.init(jax.random.key(0), v, b, train=False), video,
-      bank)
+    lambda v, b: full.init(jax.random.key(0), v, b, train=False), video, bank
+  )
 
   def loss(params, batch_stats, v, b):
-    out, _ = full.apply({"params": params, "batch_stats": batch_stats}, v, b,
-                        train=True, rngs={"dropout": jax.random.key(1)},
-                        mutable=["batch_stats"])
+    out, _ = full.apply(
+      {"params": params, "batch_stats": batch_stats},
+      v,
+      b,
+      train=True,
+      rngs={"dropout": jax.random.key(1)},
+      mutable=["batch_stats"],
+    )
     return out["logits"].astype(jnp.float32).sum()
 
   t0 = time.perf_counter()
-  jax.jit(jax.grad(loss)).lower(variables["params"],
-                                variables["batch_stats"], video,
-                                bank).compile()
+  jax.jit(jax.grad(loss)).lower(
+    variables["params"], variables["batch_stats"], video, bank
+  ).compile()
   return time.perf_counter() - t0
 
 
@@ -123,14 +145,16 @@ def main(argv):
   rows = []
   for recipe in RECIPES:
     for preset in _PRESETS.value:
-      rows += stats(preset, _FRAMES.value, _CLASSES.value, _TEMPLATES.value,
-                    recipe)
+      rows += stats(
+        preset, _FRAMES.value, _CLASSES.value, _TEMPLATES.value, recipe
+      )
   print(bench_lib.markdown_table(rows))
   if _COMPILE.value:
-    seconds = compile_time_l14(_FRAMES.value, _CLASSES.value,
-                               _TEMPLATES.value)
-    print(f"\nART-L/14 forward+backward compile on "
-          f"{jax.devices()[0].device_kind}: {seconds:.1f} s")
+    seconds = compile_time_l14(_FRAMES.value, _CLASSES.value, _TEMPLATES.value)
+    print(
+      f"\nART-L/14 forward+backward compile on "
+      f"{jax.devices()[0].device_kind}: {seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":
