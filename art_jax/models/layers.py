@@ -225,12 +225,25 @@ class MultiHeadAttention(nn.Module):
     return out, (weights if return_weights else None)
 
 
+def traced_dropout(
+  module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool
+) -> jax.Array:
+  """Element-wise dropout whose rate may be traced (scanned per layer)."""
+  if not train:
+    return x
+  keep = 1.0 - jnp.asarray(rate, jnp.float32)
+  mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
+  return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
+
+
 class Mlp(nn.Module):
   """c_fc -> activation -> dropout -> c_proj, as CLIP's and UniFormerV2's MLPs.
 
   Attributes:
     hidden: hidden width (4C in CLIP).
-    dropout_rate: applied after the activation (UniFormerV2's Extractor).
+    dropout_rate: applied after the activation (UniFormerV2's Extractor);
+      a call may pass `rate` instead, a traced per-layer value in a scan.
+    fc_kernel_init / fc_bias_init: the Extractor's are xavier / torch's.
     proj_kernel_init / proj_bias_init: zero for UniFormerV2's Extractor.
   """
 
@@ -240,11 +253,17 @@ class Mlp(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   fc_kernel_init: Initializer = nn.initializers.lecun_normal()
+  fc_bias_init: Initializer = zeros
   proj_kernel_init: Initializer = nn.initializers.lecun_normal()
   proj_bias_init: Initializer = zeros
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    train: bool = False,
+    rate: float | jax.Array | None = None,
+  ) -> jax.Array:
     features = x.shape[-1]
     y = dense(
       self.hidden,
@@ -252,10 +271,14 @@ class Mlp(nn.Module):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       kernel_init=self.fc_kernel_init,
+      bias_init=self.fc_bias_init,
       name="c_fc",
     )(x)
     y = self.activation(y)
-    y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+    if rate is None:
+      y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+    else:
+      y = traced_dropout(self, y, rate, train)
     return dense(
       features,
       (sh.MLP, sh.EMBED),

@@ -164,17 +164,6 @@ def layer_segments(
   return segments
 
 
-def _dropout(
-  module: nn.Module, x: jax.Array, rate: jax.Array, train: bool
-) -> jax.Array:
-  """Element-wise dropout whose rate may be traced (scanned per layer)."""
-  if not train:
-    return x
-  keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
-  return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
-
-
 class LocalMHRA(nn.Module):
   """Local MHRA: BN -> 1x1x1 conv -> depthwise temporal conv -> 1x1x1 conv.
 
@@ -334,42 +323,6 @@ class ResidualAttentionBlock(nn.Module):
     return nn.with_logical_constraint(x, TOKEN_AXES), None
 
 
-class ExtractorMlp(nn.Module):
-  """c_fc (xavier) -> QuickGELU -> dropout(rate) -> c_proj (zero-init).
-
-  Like `layers.Mlp`, but the dropout rate is a call argument so that each
-  scanned Extractor keeps its own `mlp_dropout` entry.
-  """
-
-  hidden: int
-  train: bool = False
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, rate: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    y = layers.dense(
-      self.hidden,
-      (sh.EMBED, sh.MLP),
-      dtype=self.dtype,
-      param_dtype=self.param_dtype,
-      kernel_init=xavier_uniform,
-      bias_init=torch_bias_init(c),
-      name="c_fc",
-    )(x)
-    y = _dropout(self, layers.quick_gelu(y), rate, self.train)
-    return layers.dense(
-      c,
-      (sh.MLP, sh.EMBED),
-      dtype=self.dtype,
-      param_dtype=self.param_dtype,
-      kernel_init=layers.zeros,
-      bias_init=layers.zeros,
-      name="c_proj",
-    )(y)
-
-
 class Extractor(nn.Module):
   """Cross-attention from the temporal class token to all video tokens.
 
@@ -411,14 +364,19 @@ class Extractor(nn.Module):
       name="attn",
     )(q, ctx)
     x = x + drop(attn)
-    mlp = ExtractorMlp(
+    mlp = layers.Mlp(
       round(self.mlp_factor * c),
-      train=self.train and self.dropout,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
+      fc_kernel_init=xavier_uniform,
+      fc_bias_init=torch_bias_init(c),
+      proj_kernel_init=layers.zeros,
+      proj_bias_init=layers.zeros,
       name="mlp",
     )
-    return x + drop(mlp(ln("ln_2")(x), dropout_rate))
+    return x + drop(
+      mlp(ln("ln_2")(x), self.train and self.dropout, rate=dropout_rate)
+    )
 
 
 class DepthwiseConv3D(nn.Module):
