@@ -35,8 +35,9 @@ def parse_variant(arg: str | None, **defaults: Any) -> dict[str, Any]:
     if "=" in word:
       key, value = word.split("=", 1)
       if key not in defaults:
-        raise ValueError(f"unknown config variant key {key!r}; "
-                         f"known: {sorted(defaults)}")
+        raise ValueError(
+          f"unknown config variant key {key!r}; known: {sorted(defaults)}"
+        )
       out[key] = value
       continue
     for key, (_, allowed) in defaults.items():
@@ -47,8 +48,9 @@ def parse_variant(arg: str | None, **defaults: Any) -> dict[str, Any]:
         out[key] = word
         break
     else:
-      choices = {k: ("flag" if a is bool else list(a))
-                 for k, (_, a) in defaults.items()}
+      choices = {
+        k: ("flag" if a is bool else list(a)) for k, (_, a) in defaults.items()
+      }
       raise ValueError(f"unknown config variant {word!r}; choices: {choices}")
   return out
 
@@ -79,9 +81,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_spatial_crops = 1
   c.data.eval_batch_size = config_dict.placeholder(int)  # default: batch_size
   # dataset == 'synthetic' only: rendered into data.dir on first use.
-  c.data.synthetic = ml_collections.ConfigDict({
-      "num_train": 2400, "num_val": 480, "seed": 0, "frames": 16,
-      "size": 64, "workers": 1})
+  c.data.synthetic = ml_collections.ConfigDict(
+    {
+      "num_train": 2400,
+      "num_val": 480,
+      "seed": 0,
+      "frames": 16,
+      "size": 64,
+      "workers": 1,
+      # Nuisance scale (synthetic.sample_nuisance): 1 the full dataset.
+      "difficulty": 1.0,
+    }
+  )
 
   c.text_bank = ml_collections.ConfigDict()
   c.text_bank.dir = config_dict.placeholder(str)  # bank.npy + bank.json
@@ -95,7 +106,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
   # Overrides of the preset's UniFormerV2 fields (e.g. layers=2 for a
   # runlocal variant). Unknown keys fail when the model is built.
-  c.model.backbone = ml_collections.ConfigDict({
+  c.model.backbone = ml_collections.ConfigDict(
+    {
       "backbone_drop_path_rate": 0.0,
       "drop_path_rate": 0.0,
       "cls_dropout": 0.5,
@@ -105,8 +117,10 @@ def base_config() -> ml_collections.ConfigDict:
       "no_lmhra": False,
       "double_lmhra": True,
       "temporal_downsample": True,
-  })
-  c.model.heads = ml_collections.ConfigDict({
+    }
+  )
+  c.model.heads = ml_collections.ConfigDict(
+    {
       "latent_dim": 256,
       "num_queries": 2,
       "top_k": 8,
@@ -117,7 +131,8 @@ def base_config() -> ml_collections.ConfigDict:
       "use_se": True,
       "use_ta": True,
       "dropout_rate": 0.5,
-  })
+    }
+  )
   c.model.dtype = "bfloat16"  # compute dtype; params stay param_dtype
   c.model.param_dtype = "float32"
   c.model.remat_policy = "nothing_saveable"
@@ -179,7 +194,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def steps_from_config(
-    config: ml_collections.ConfigDict, num_train_clips: int
+  config: ml_collections.ConfigDict, num_train_clips: int
 ) -> dict[str, int]:
   """Converts epoch-based durations to steps for this global batch size."""
   steps_per_epoch = max(1, num_train_clips // config.batch_size)
@@ -188,11 +203,11 @@ def steps_from_config(
   decay = max(1, int(round(config.optim.decay_epochs * steps_per_epoch)))
   every = config.eval_every_steps or steps_per_epoch
   return {
-      "steps_per_epoch": steps_per_epoch,
-      "total_steps": max(1, total),
-      "warmup_steps": min(warmup, max(0, total - 1)),
-      "decay_steps": decay,
-      "eval_every_steps": max(1, every),
+    "steps_per_epoch": steps_per_epoch,
+    "total_steps": max(1, total),
+    "warmup_steps": min(warmup, max(0, total - 1)),
+    "decay_steps": decay,
+    "eval_every_steps": max(1, every),
   }
 
 
@@ -201,11 +216,11 @@ class ConfigError(ValueError):
 
 
 def validate(
-    config: ml_collections.ConfigDict,
-    *,
-    num_devices: int,
-    shard_meta: Mapping[str, Any] | None = None,
-    bank_shape: tuple[int, ...] | None = None,
+  config: ml_collections.ConfigDict,
+  *,
+  num_devices: int,
+  shard_meta: Mapping[str, Any] | None = None,
+  bank_shape: tuple[int, ...] | None = None,
 ) -> None:
   """Checks a config before anything compiles; raises ConfigError.
 
@@ -217,8 +232,9 @@ def validate(
   """
   problems = []
   if config.model.preset not in BACKBONE_PRESETS:
-    problems.append(f"model.preset={config.model.preset!r}: use one of "
-                    f"{BACKBONE_PRESETS}")
+    problems.append(
+      f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
+    )
   mesh = dict(config.mesh)
   fixed = 1
   for name, size in mesh.items():
@@ -235,42 +251,56 @@ def validate(
     problems.append(f"optim.accum_steps={accum} must be >= 1")
   elif data_parallel and config.batch_size % (data_parallel * accum):
     problems.append(
-        f"batch_size={config.batch_size} is not divisible by data-parallel "
-        f"size {data_parallel} x optim.accum_steps {accum}; use a multiple "
-        f"of {data_parallel * accum}")
+      f"batch_size={config.batch_size} is not divisible by data-parallel "
+      f"size {data_parallel} x optim.accum_steps {accum}; use a multiple "
+      f"of {data_parallel * accum}"
+    )
   eval_bs = config.data.eval_batch_size or config.batch_size
   if data_parallel and eval_bs % data_parallel:
-    problems.append(f"data.eval_batch_size={eval_bs} is not divisible by the "
-                    f"data-parallel size {data_parallel}")
+    problems.append(
+      f"data.eval_batch_size={eval_bs} is not divisible by the "
+      f"data-parallel size {data_parallel}"
+    )
   heads = config.model.heads
   if heads.use_rssa and heads.num_queries > heads.top_k:
     problems.append(
-        f"model.heads.num_queries={heads.num_queries} > top_k={heads.top_k}: "
-        "region queries take the first N of the k text tokens (N <= k)")
+      f"model.heads.num_queries={heads.num_queries} > top_k={heads.top_k}: "
+      "region queries take the first N of the k text tokens (N <= k)"
+    )
   if config.data.sampling not in ("segment", "dense"):
-    problems.append(f"data.sampling={config.data.sampling!r}: use 'segment' "
-                    "or 'dense'")
+    problems.append(
+      f"data.sampling={config.data.sampling!r}: use 'segment' or 'dense'"
+    )
   if config.optim.name not in ("adamw", "sgd"):
     problems.append(f"optim.name={config.optim.name!r}: use 'adamw' or 'sgd'")
   if not config.data.dir:
-    problems.append("data.dir is not set: point it at the folder of "
-                    "ArrayRecord shards made by `python -m art_jax.data.prepare`")
+    problems.append(
+      "data.dir is not set: point it at the folder of "
+      "ArrayRecord shards made by `python -m art_jax.data.prepare`"
+    )
   if not config.text_bank.dir:
-    problems.append("text_bank.dir is not set: build one with "
-                    "`python -m art_jax.text_bank`")
+    problems.append(
+      "text_bank.dir is not set: build one with `python -m art_jax.text_bank`"
+    )
   num_classes = config.data.num_classes
   if shard_meta is not None:
     got = shard_meta.get("num_classes")
     if got is not None and got != num_classes:
-      problems.append(f"data.num_classes={num_classes} but the shards in "
-                      f"{config.data.dir} hold {got} classes")
+      problems.append(
+        f"data.num_classes={num_classes} but the shards in "
+        f"{config.data.dir} hold {got} classes"
+      )
   if bank_shape is not None:
     if bank_shape[0] != num_classes:
-      problems.append(f"data.num_classes={num_classes} but the text bank in "
-                      f"{config.text_bank.dir} has {bank_shape[0]} classes")
+      problems.append(
+        f"data.num_classes={num_classes} but the text bank in "
+        f"{config.text_bank.dir} has {bank_shape[0]} classes"
+      )
     if heads.top_k > bank_shape[0] * bank_shape[1]:
-      problems.append(f"model.heads.top_k={heads.top_k} exceeds the bank's "
-                      f"{bank_shape[0] * bank_shape[1]} entries")
+      problems.append(
+        f"model.heads.top_k={heads.top_k} exceeds the bank's "
+        f"{bank_shape[0] * bank_shape[1]} entries"
+      )
   if problems:
     raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
@@ -291,9 +321,9 @@ def _data_parallel_size(mesh: Mapping[str, int], num_devices: int) -> int:
 # tower builds the bank (Hugging Face ids; converted with
 # `python -m art_jax.tools.convert_weights`).
 CLIP_FOR_PRESET = {
-    "b16": "openai/clip-vit-base-patch16",
-    "l14": "openai/clip-vit-large-patch14",
-    "l14_336": "openai/clip-vit-large-patch14-336",
+  "b16": "openai/clip-vit-base-patch16",
+  "l14": "openai/clip-vit-large-patch14",
+  "l14_336": "openai/clip-vit-large-patch14-336",
 }
 
 
@@ -315,12 +345,22 @@ def set_runlocal(c: ml_collections.ConfigDict) -> None:
   A 2-layer, 64-wide UniFormerV2 at 32x32 and 8 frames, no pretrained
   weights; data and text bank still come from the configured folders.
   """
-  c.model.backbone.update({
-      "width": 64, "layers": 2, "heads": 2, "patch_size": 8,
-      "return_list": (0, 1), "n_layers": 2, "n_dim": 64, "n_head": 2,
-      "mlp_dropout": (0.5, 0.5)})
-  c.model.heads.update({"latent_dim": 32, "se_layers": 1,
-                        "decoder_layers": 1, "num_heads": 2})
+  c.model.backbone.update(
+    {
+      "width": 64,
+      "layers": 2,
+      "heads": 2,
+      "patch_size": 8,
+      "return_list": (0, 1),
+      "n_layers": 2,
+      "n_dim": 64,
+      "n_head": 2,
+      "mlp_dropout": (0.5, 0.5),
+    }
+  )
+  c.model.heads.update(
+    {"latent_dim": 32, "se_layers": 1, "decoder_layers": 1, "num_heads": 2}
+  )
   c.model.dtype = "float32"
   c.data.num_frames = 8
   c.data.crop_size = 32

@@ -28,11 +28,22 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
   if d.dataset != "synthetic":
     return
   s = d.synthetic
-  logging.info("synthetic data in %s (%d train, %d val clips)", d.dir,
-               s.num_train, s.num_val)
-  synthetic.build_synthetic(d.dir, s.num_train, s.num_val, s.seed,
-                            num_frames=s.frames, size=s.size,
-                            workers=s.workers)
+  logging.info(
+    "synthetic data in %s (%d train, %d val clips)",
+    d.dir,
+    s.num_train,
+    s.num_val,
+  )
+  synthetic.build_synthetic(
+    d.dir,
+    s.num_train,
+    s.num_val,
+    s.seed,
+    num_frames=s.frames,
+    size=s.size,
+    workers=s.workers,
+    difficulty=s.difficulty,
+  )
 
 
 def ensure_text_bank(config: ml_collections.ConfigDict) -> None:
@@ -42,23 +53,37 @@ def ensure_text_bank(config: ml_collections.ConfigDict) -> None:
     return
   if not tb.clip:
     return  # load_text_bank will say how to build one
-  meta = record.read_metadata(config.data.dir, config.data.train_split,
-                              config.data.num_classes)
+  meta = record.read_metadata(
+    config.data.dir, config.data.train_split, config.data.num_classes
+  )
   names = meta["class_names"]
-  templates = list(text_bank.DEFAULT_TEMPLATES[:tb.num_templates])
+  templates = list(text_bank.DEFAULT_TEMPLATES[: tb.num_templates])
   checkpoint = tb.clip
   if tb.clip == "tiny":
     checkpoint = os.path.join(tb.dir, "tiny_clip")
     tiny_clip.write_tiny_clip_checkpoint(
-        checkpoint, words=list(names) + templates, width=64, layers=2,
-        heads=4, projection_dim=64, seed=config.seed)
+      checkpoint,
+      words=list(names) + templates,
+      width=64,
+      layers=2,
+      heads=4,
+      projection_dim=64,
+      seed=config.seed,
+    )
   else:
     checkpoint = text_bank.resolve_checkpoint(tb.clip)
-  logging.info("building the text bank: %d classes x %d templates with %s",
-               len(names), len(templates), tb.clip)
+  logging.info(
+    "building the text bank: %d classes x %d templates with %s",
+    len(names),
+    len(templates),
+    tb.clip,
+  )
   bank = text_bank.build_text_bank(checkpoint, names, templates)
-  text_bank.save_text_bank(tb.dir, bank, {
-      "class_names": names, "templates": templates, "checkpoint": tb.clip})
+  text_bank.save_text_bank(
+    tb.dir,
+    bank,
+    {"class_names": names, "templates": templates, "checkpoint": tb.clip},
+  )
 
 
 def ensure_inputs(config: ml_collections.ConfigDict) -> None:

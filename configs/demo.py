@@ -33,13 +33,30 @@ def get_config(arg: str | None = None):
   c.text_bank.num_templates = 4
 
   c.model.preset = "b16"
-  c.model.backbone.update({
-      "width": 96, "layers": 4, "heads": 4, "patch_size": 12,
-      "return_list": [2, 3], "n_layers": 2, "n_dim": 96, "n_head": 4,
-      "mlp_dropout": [0.0, 0.0], "cls_dropout": 0.1})
-  c.model.heads.update({"latent_dim": 64, "se_layers": 1,
-                        "decoder_layers": 1, "num_heads": 4, "top_k": 4,
-                        "dropout_rate": 0.1})
+  c.model.backbone.update(
+    {
+      "width": 96,
+      "layers": 4,
+      "heads": 4,
+      "patch_size": 12,
+      "return_list": [2, 3],
+      "n_layers": 2,
+      "n_dim": 96,
+      "n_head": 4,
+      "mlp_dropout": [0.0, 0.0],
+      "cls_dropout": 0.1,
+    }
+  )
+  c.model.heads.update(
+    {
+      "latent_dim": 64,
+      "se_layers": 1,
+      "decoder_layers": 1,
+      "num_heads": 4,
+      "top_k": 4,
+      "dropout_rate": 0.1,
+    }
+  )
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
 

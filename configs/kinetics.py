@@ -1,7 +1,7 @@
 r"""ART on Kinetics-400 / 600.
 
-  python -m art_jax.data.prepare --dataset=kinetics400 --videos=... \
-      --annotations=... --out=data/k400
+  python -m art_jax.data.prepare --dataset=kinetics --variant=k400 \
+      --videos=... --annotations=... --out=data/k400
   python -m art_jax.main --config=configs/kinetics.py:k400,b16
 
 Variants: k400 | k600, b16 | l14, runlocal. Dense sampling (UniFormerV2's

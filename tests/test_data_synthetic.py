@@ -152,3 +152,19 @@ def test_frame_average_baseline_runs(built):
   feats = syn.clip_features(syn.render(0, 0, 16, 64))
   assert feats["frame_average"].shape == (144,)
   assert feats["stacked_frames"].shape == (8 * 144,)
+
+
+def test_difficulty_scales_nuisances_only():
+  np.testing.assert_array_equal(
+    syn.render(4, 9, 8, 48), syn.render(4, 9, 8, 48, difficulty=1.0)
+  )
+  easy = syn.sample_nuisance(np.random.default_rng(3), 8, 48, difficulty=0.0)
+  full = syn.sample_nuisance(np.random.default_rng(3), 8, 48)
+  assert easy["cx"] == 24 and easy["speed"] == 1.0 and easy["noise"] == 0
+  assert not easy["shake"].any()
+  assert easy["background"].std((0, 1)).max() < 1e-6
+  np.testing.assert_array_equal(easy["flick_amp"], full["flick_amp"])
+  assert easy["colours"].std() < 1e-6 < full["colours"].std()
+  clips = syn.read(None, None, "train", num_clips={"train": 2}, difficulty=0.5)
+  assert clips.clips[0].id == "s0_d0.5_train_000000"
+  assert clips.clips[0].meta["difficulty"] == 0.5

@@ -286,7 +286,10 @@ def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
   }
   assert len(report["loaded"]) > 20
   assert any("uniblocks_scan_0/resblock" in k for k in report["loaded"])
-  assert sorted(report["ignored"]) == ["proj_2/bias", "proj_2/kernel"]
+  assert sorted(report["ignored"]) == [
+    "params/proj_2/bias",
+    "params/proj_2/kernel",
+  ]
 
 
 @pytest.mark.slow

@@ -525,6 +525,9 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "synthetic: seed of every clip")
   flags.DEFINE_integer("frames", 16, "synthetic: frames per clip")
   flags.DEFINE_integer("size", 64, "synthetic: frame side (not resized)")
+  flags.DEFINE_float(
+    "difficulty", 1.0, "synthetic: nuisance scale (1 full, 0 none)"
+  )
 
 
 def run(argv: Sequence[str]) -> int:
@@ -547,6 +550,7 @@ def run(argv: Sequence[str]) -> int:
     read_options = {
       "num_clips": {"train": f.num_train, "val": f.num_val},
       "seed": f.seed,
+      "difficulty": f.difficulty,
     }
   else:
     if spec.needs_videos and not f.videos:

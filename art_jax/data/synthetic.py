@@ -151,21 +151,36 @@ def _pose(
 
 
 def sample_nuisance(
-  rng: np.random.Generator, num_frames: int, size: int
+  rng: np.random.Generator,
+  num_frames: int,
+  size: int,
+  difficulty: float = 1.0,
 ) -> dict[str, Any]:
-  """Draws every nuisance, in a fixed order independent of the class."""
-  fig_h = rng.uniform(0.62, 0.8) * size
+  """Draws every nuisance, in a fixed order independent of the class.
+
+  `difficulty` scales the nuisances around their middle (1: the full
+  dataset; 0: centred figure of mean size, flat grey background, grey
+  figure, no noise or shake, base movement at 1 cycle per clip). The random
+  stream is the same for every difficulty; the local motions are never
+  scaled.
+  """
+  d = float(difficulty)
+
+  def shrink(x: float, mid: float) -> float:  # exact at d == 1
+    return x if d == 1.0 else mid + d * (x - mid)
+
+  fig_h = shrink(rng.uniform(0.62, 0.8), 0.71) * size
   nz = {
     "fig_h": fig_h,
-    "cx": size / 2 + rng.uniform(-0.09, 0.09) * size,
-    "ground": size / 2 + 0.48 * fig_h + rng.uniform(-0.05, 0.05) * size,
+    "cx": size / 2 + d * rng.uniform(-0.09, 0.09) * size,
+    "ground": size / 2 + 0.48 * fig_h + d * rng.uniform(-0.05, 0.05) * size,
     "phase": rng.uniform(),
-    "speed": rng.uniform(0.6, 1.4),  # base cycles per clip
+    "speed": shrink(rng.uniform(0.6, 1.4), 1.0),  # base cycles per clip
     "flicks": rng.integers(2, 4, size=2),
     "flick_amp": rng.uniform(80, 110, size=2),
     "circle_dir": rng.choice([-1.0, 1.0], size=2),
     "shake": np.round(
-      rng.normal(0, 0.6 * size / 64, size=(num_frames, 2))
+      d * rng.normal(0, 0.6 * size / 64, size=(num_frames, 2))
     ).clip(-2, 2),
   }
   single = (rng.uniform(0.08, 0.4), rng.uniform(0.42, 0.55))
@@ -177,7 +192,9 @@ def sample_nuisance(
   m = 4  # margin for camera shake
   n = size + 2 * m
   base = rng.uniform(0.15, 0.85, size=3)
-  coarse = rng.uniform(-0.18, 0.18, size=(5, 5, 3))
+  if d != 1.0:
+    base = 0.5 + d * (base - 0.5)
+  coarse = d * rng.uniform(-0.18, 0.18, size=(5, 5, 3))
   idx = np.linspace(0, 4, n)
   i0 = np.minimum(idx.astype(int), 3)
   f = (idx - i0)[:, None, None]
@@ -191,12 +208,14 @@ def sample_nuisance(
     + rng.uniform(0, 2 * np.pi)
   )
   nz["background"] = np.clip(
-    base + field + rng.uniform(0, 0.08) * grating[..., None], 0, 1
+    base + field + d * rng.uniform(0, 0.08) * grating[..., None], 0, 1
   ).astype(np.float32)
-  nz["noise"] = rng.uniform(0.01, 0.05)
+  nz["noise"] = d * rng.uniform(0.01, 0.05)
   # Colours: body, then the four limbs, contrasting with the background.
   lum = float(base @ [0.299, 0.587, 0.114])
   colours = rng.uniform(0, 1, size=(5, 3))
+  if d != 1.0:
+    colours = 0.5 + d * (colours - 0.5)
   nz["colours"] = (
     0.45 * colours if lum > 0.5 else 0.55 + 0.45 * colours
   ).astype(np.float32)
@@ -208,11 +227,16 @@ def render(
   seed: int | Sequence[int],
   num_frames: int = 16,
   size: int = 64,
+  difficulty: float = 1.0,
 ) -> np.ndarray:
-  """Renders one clip of class `label`: uint8 (T, size, size, 3)."""
+  """Renders one clip of class `label`: uint8 (T, size, size, 3).
+
+  `difficulty` scales the nuisances (`sample_nuisance`); 1 is the full
+  dataset.
+  """
   events = CLASSES[label][1]
   rng = np.random.default_rng(seed)
-  nz = sample_nuisance(rng, num_frames, size)
+  nz = sample_nuisance(rng, num_frames, size, difficulty)
   nz["windows"] = nz["single"] if len(events) == 1 else nz["pair"]
   t = np.linspace(0, 1, num_frames)
   j = _pose(events, t, nz)
@@ -320,27 +344,31 @@ def read(
   *,
   num_clips: dict[str, int],
   seed: int = 0,
+  difficulty: float = 1.0,
 ) -> common.Annotations:
   """The prepare job's clip list: balanced labels, one seed per clip.
 
-  The seed is in the clip id, so a re-run with another --seed redoes the
-  shards; frames and size come in through `prepare.Params`.
+  The seed (and a difficulty other than 1) is in the clip id, so a re-run
+  with another --seed or --difficulty redoes the shards; frames and size
+  come in through `prepare.Params`.
   """
   del annotations, videos
   common.check_split(split, VARIANTS[variant], "synthetic")
   n = num_clips[split]
+  difficulty = float(difficulty)
+  tag = "" if difficulty == 1.0 else f"_d{difficulty:g}"
+  meta = {} if difficulty == 1.0 else {"difficulty": difficulty}
   clips = [
     common.ClipTask(
-      f"s{seed}_{split}_{i:06d}",
+      f"s{seed}{tag}_{split}_{i:06d}",
       i % NUM_CLASSES,
       None,
-      meta={"seed": clip_seed(seed, split, i)},
+      meta={"seed": clip_seed(seed, split, i), **meta},
     )
     for i in range(n)
   ]
-  return common.Annotations(
-    clips, list(CLASS_NAMES), extra={"synthetic_seed": seed}
-  )
+  extra = {"synthetic_seed": seed, "synthetic_difficulty": difficulty}
+  return common.Annotations(clips, list(CLASS_NAMES), extra=extra)
 
 
 def process_clip(task: common.ClipTask, params: Any) -> tuple[bytes, None]:
@@ -350,7 +378,9 @@ def process_clip(task: common.ClipTask, params: Any) -> tuple[bytes, None]:
   max_frames the number of frames.
   """
   t, size = params.max_frames, params.short_side
-  frames = render(task.label, task.meta["seed"], t, size)
+  frames = render(
+    task.label, task.meta["seed"], t, size, task.meta.get("difficulty", 1.0)
+  )
   data = record.encode(
     record.Clip(
       id=task.id,
@@ -378,6 +408,7 @@ def build_synthetic(
   jpeg_quality: int = 90,
   clips_per_shard: int = 512,
   workers: int = 1,
+  difficulty: float = 1.0,
 ) -> dict[str, int]:
   """Writes the train and val splits to `out_dir` unless already there.
 
@@ -411,6 +442,7 @@ def build_synthetic(
       read_options={
         "num_clips": {"train": num_train, "val": num_val},
         "seed": seed,
+        "difficulty": difficulty,
       },
     )
     if s.num_clips != n:
