@@ -323,13 +323,22 @@ def test_beam_runner_writes_the_same_clips_and_failures(tmp_path):
   fx = h.make_diving48(str(tmp_path / "raw"))
   local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
   run_split(fx, "diving48", "v2", "train", local)
-  s = run_split(fx, "diving48", "v2", "train", beam, runner="beam",
-                beam_options="--runner=DirectRunner")
+  s = run_split(
+    fx,
+    "diving48",
+    "v2",
+    "train",
+    beam,
+    runner="beam",
+    beam_options="--runner=DirectRunner",
+  )
   assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
   _, want = read_split(local, "train")
   _, got = read_split(beam, "train")
   check_clips(got, fx["train"])
   assert {k: c.frames for k, c in got.items()} == {
-    k: c.frames for k, c in want.items()}
+    k: c.frames for k, c in want.items()
+  }
   assert {f["id"] for f in failures(beam, "train")} == {
-    f["id"] for f in failures(local, "train")}
+    f["id"] for f in failures(local, "train")
+  }

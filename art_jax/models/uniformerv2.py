@@ -235,9 +235,7 @@ class TemporalDepthwiseConv(nn.Module):
     k, c, t = self.kernel_size, x.shape[-1], x.shape[1]
     kernel = self.param(
       "kernel",
-      nn.with_logical_partitioning(
-        torch_kernel_init, (sh.CONV_T, sh.MLP)
-      ),
+      nn.with_logical_partitioning(torch_kernel_init, (sh.CONV_T, sh.MLP)),
       (k, c),
       self.param_dtype,
     )
@@ -413,8 +411,9 @@ class DepthwiseConv3D(nn.Module):
     x = x.astype(self.dtype)
     p = k // 2
     t, h, w = x.shape[1:4]
-    xp = jnp.pad(x, ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (p, k - 1 - p),
-                     (0, 0)))
+    xp = jnp.pad(
+      x, ((0, 0), (p, k - 1 - p), (p, k - 1 - p), (p, k - 1 - p), (0, 0))
+    )
     y = sum(
       xp[:, i : i + t, j : j + h, m : m + w] * kernel[i, j, m, 0]
       for i in range(k)
