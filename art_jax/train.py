@@ -667,6 +667,11 @@ def train_and_evaluate(
     state, train_iter = checkpointing.restore(
       manager, latest, setup.abstract, train_iter
     )
+  elif mode == "eval":
+    raise FileNotFoundError(
+      f"--mode=eval: no checkpoint in {manager.directory}; train first or "
+      "point --workdir at a trained run"
+    )
   else:
     state = create_state(setup, mesh, rules, config.seed, bank)
     if config.init_from.path:
@@ -691,10 +696,7 @@ def train_and_evaluate(
     in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
     out_shardings=NamedSharding(mesh, P()),
   )
-  grid = config.data.crop_size // (
-    config.model.backbone.get("patch_size")
-    or uniformerv2.PRESETS[config.model.preset]["patch_size"]
-  )
+  grid = crop // model.backbone["patch_size"]  # patches per side
   eval_bs = config.data.eval_batch_size or config.batch_size
 
   def run_eval(step: int) -> dict[str, Any]:

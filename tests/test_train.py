@@ -81,6 +81,8 @@ def test_train_evaluate_checkpoint_and_reports(data, tmp_path):
   for name in ("eval_step4.json", "confusion_step4.png"):
     assert os.path.exists(os.path.join(workdir, "eval", name))
   assert os.listdir(os.path.join(workdir, "tensorboard"))
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    train.train_and_evaluate(c, str(tmp_path / "empty"), mode="eval")
   # --mode=eval on the checkpoint reproduces the last evaluation.
   again = train.train_and_evaluate(c, workdir, mode="eval")
   assert again["top1"] == result["top1"]
