@@ -222,9 +222,12 @@ def main(argv):
     rate = steps * bs / (time.perf_counter() - t0)
   finally:
     it.close()
+  per_worker = (
+    f" ({rate / _WORKERS.value:.1f} per worker)" if _WORKERS.value else ""
+  )
   print(
-    f"grain pipeline, {_WORKERS.value} workers: {rate:7.1f} clips/s "
-    f"({rate / _WORKERS.value:.1f} per worker)"
+    f"grain pipeline, {_WORKERS.value} workers: {rate:7.1f} clips/s"
+    + per_worker
   )
 
   # 3. PyAV straight from the videos, same clips.
