@@ -24,16 +24,20 @@ from art_jax import checkpointing, optim, text_bank, train, viz
 from art_jax import sharding as sh
 from art_jax.data import video as video_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
-_CHECKPOINT = flags.DEFINE_string(
-  "checkpoint", None, "Workdir, checkpoints folder or step folder."
-)
-_VIDEO = flags.DEFINE_string("video", None, "A video file PyAV can read.")
-_OUT = flags.DEFINE_string(
-  "out", None, "Folder for the picture (default: next to the video)."
-)
-_TOP = flags.DEFINE_integer("top", 5, "How many classes to print.")
-flags.mark_flags_as_required(["config", "checkpoint", "video"])
+
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program, so that
+  importing this module (tests, notebooks) defines none."""
+  config_flags.DEFINE_config_file("config", None, "Config file.")
+  flags.DEFINE_string(
+    "checkpoint", None, "Workdir, checkpoints folder or step folder."
+  )
+  flags.DEFINE_string("video", None, "A video file PyAV can read.")
+  flags.DEFINE_string(
+    "out", None, "Folder for the picture (default: next to the video)."
+  )
+  flags.DEFINE_integer("top", 5, "How many classes to print.")
+  flags.mark_flags_as_required(["config", "checkpoint", "video"])
 
 
 class PredictError(RuntimeError):
@@ -138,7 +142,11 @@ def main(argv):
   del argv
   try:
     result = predict(
-      _CONFIG.value, _CHECKPOINT.value, _VIDEO.value, _OUT.value, _TOP.value
+      flags.FLAGS.config,
+      flags.FLAGS.checkpoint,
+      flags.FLAGS.video,
+      flags.FLAGS.out,
+      flags.FLAGS.top,
     )
   except (PredictError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -150,4 +158,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

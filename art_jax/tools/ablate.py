@@ -27,15 +27,20 @@ from ml_collections import config_flags
 from art_jax import losses, train
 from art_jax.models import art
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
-_SETTINGS = flags.DEFINE_list(
-  "settings",
-  ["baseline", "rssa", "rssa_no_se", "rssa_ta", "art"],
-  "Table IV settings to run.",
-)
-_WORKDIR = flags.DEFINE_string("workdir", "runs/ablate", "Root folder.")
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program, so that
+  importing this module (tests, notebooks) defines none."""
+  config_flags.DEFINE_config_file("config", None, "Config file.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
+  flags.DEFINE_list(
+    "settings",
+    ["baseline", "rssa", "rssa_no_se", "rssa_ta", "art"],
+    "Table IV settings to run.",
+  )
+  flags.DEFINE_string("workdir", "runs/ablate", "Root folder.")
+  flags.mark_flags_as_required(["config"])
+
 
 LABELS = {
   "baseline": "(1) baseline (UniFormerV2)",
@@ -89,11 +94,11 @@ def summarise(results: dict[str, list[dict]]) -> str:
 
 def main(argv):
   del argv
-  base = _CONFIG.value
+  base = flags.FLAGS.config
   results: dict[str, list[dict]] = {}
-  for setting in _SETTINGS.value:
-    for seed in range(_SEEDS.value):
-      workdir = os.path.join(_WORKDIR.value, f"{setting}_seed{seed}")
+  for setting in flags.FLAGS.settings:
+    for seed in range(flags.FLAGS.seeds):
+      workdir = os.path.join(flags.FLAGS.workdir, f"{setting}_seed{seed}")
       done = os.path.join(workdir, "result.json")
       if os.path.exists(done):
         with open(done) as f:
@@ -111,10 +116,11 @@ def main(argv):
       results.setdefault(setting, []).append(result)
   table = summarise(results)
   print(table)
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  with open(os.path.join(_WORKDIR.value, "ablation.md"), "w") as f:
+  os.makedirs(flags.FLAGS.workdir, exist_ok=True)
+  with open(os.path.join(flags.FLAGS.workdir, "ablation.md"), "w") as f:
     f.write(table + "\n")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

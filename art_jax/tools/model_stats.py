@@ -21,13 +21,17 @@ from absl import app, flags
 from art_jax.models import art, uniformerv2
 from art_jax.tools import bench_lib
 
-_PRESETS = flags.DEFINE_list("presets", ["b16", "l14"], "Backbone presets.")
-_FRAMES = flags.DEFINE_integer("frames", 16, "Input frames T.")
-_CLASSES = flags.DEFINE_integer("num_classes", 99, "Classes K (Gym99).")
-_TEMPLATES = flags.DEFINE_integer("templates", 16, "Prompt templates M.")
-_COMPILE = flags.DEFINE_bool(
-  "compile_l14", False, "Time ART-L/14 forward+backward compile."
-)
+
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program."""
+  flags.DEFINE_list("presets", ["b16", "l14"], "Backbone presets.")
+  flags.DEFINE_integer("frames", 16, "Input frames T.")
+  flags.DEFINE_integer("num_classes", 99, "Classes K (Gym99).")
+  flags.DEFINE_integer("templates", 16, "Prompt templates M.")
+  flags.DEFINE_bool(
+    "compile_l14", False, "Time ART-L/14 forward+backward compile."
+  )
+
 
 # ../shared/ART_SPEC.md, "Reference figures from the paper".
 PAPER = {
@@ -144,13 +148,19 @@ def main(argv):
   del argv
   rows = []
   for recipe in RECIPES:
-    for preset in _PRESETS.value:
+    for preset in flags.FLAGS.presets:
       rows += stats(
-        preset, _FRAMES.value, _CLASSES.value, _TEMPLATES.value, recipe
+        preset,
+        flags.FLAGS.frames,
+        flags.FLAGS.num_classes,
+        flags.FLAGS.templates,
+        recipe,
       )
   print(bench_lib.markdown_table(rows))
-  if _COMPILE.value:
-    seconds = compile_time_l14(_FRAMES.value, _CLASSES.value, _TEMPLATES.value)
+  if flags.FLAGS.compile_l14:
+    seconds = compile_time_l14(
+      flags.FLAGS.frames, flags.FLAGS.num_classes, flags.FLAGS.templates
+    )
     print(
       f"\nART-L/14 forward+backward compile on "
       f"{jax.devices()[0].device_kind}: {seconds:.1f} s"
@@ -158,4 +168,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
