@@ -1,8 +1,9 @@
 """Metrics to the console and TensorBoard, throughput and MFU.
 
 Only process 0 writes event files; every process logs to the console.
-Model FLOPs utilisation = XLA-counted FLOPs of one compiled step per device
-/ step time / the device's peak dense bf16 FLOP/s (table below).
+Model FLOPs utilisation = model FLOPs of one step per device (3 x the
+unrolled forward, `tools.bench_lib.model_train_flops`) / step time / the
+device's peak dense bf16 FLOP/s (table below).
 """
 
 import json
@@ -37,18 +38,6 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
     if kind.startswith(name) or name in kind:
       return PEAK_BF16_FLOPS[name]
   return None
-
-
-def compiled_flops(compiled) -> float | None:
-  """FLOPs per device of a compiled computation (XLA cost analysis)."""
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # noqa: BLE001 - some backends offer no cost model
-    return None
-  if isinstance(cost, list | tuple):
-    cost = cost[0] if cost else {}
-  flops = (cost or {}).get("flops")
-  return float(flops) if flops else None
 
 
 class MetricWriter:
