@@ -39,11 +39,11 @@ def get_config(arg: str | None = None):
       "layers": 4,
       "heads": 4,
       "patch_size": 12,
-      "return_list": [2, 3],
+      "return_list": (2, 3),
       "n_layers": 2,
       "n_dim": 96,
       "n_head": 4,
-      "mlp_dropout": [0.0, 0.0],
+      "mlp_dropout": (0.0, 0.0),
       "cls_dropout": 0.1,
     }
   )
