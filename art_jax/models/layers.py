@@ -7,7 +7,7 @@ Shapes: `(..., L, C)` token sequences; attention heads split C into
 weight conversion stays a table of renames.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -226,13 +226,22 @@ class MultiHeadAttention(nn.Module):
 
 
 def traced_dropout(
-  module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool
+  module: nn.Module,
+  x: jax.Array,
+  rate: float | jax.Array,
+  train: bool,
+  mask_shape: Sequence[int] | None = None,
 ) -> jax.Array:
-  """Element-wise dropout whose rate may be traced (scanned per layer)."""
+  """Dropout whose rate may be traced (scanned per layer).
+
+  `mask_shape` (broadcastable to x) drops whole slices: element-wise by
+  default, per example for DropPath.
+  """
   if not train:
     return x
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
+  shape = x.shape if mask_shape is None else tuple(mask_shape)
+  mask = jax.random.bernoulli(module.make_rng("dropout"), keep, shape)
   return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
 
 
@@ -312,8 +321,6 @@ class DropPath(nn.Module):
     rate = self.rate if rate is None else rate
     if not train or (isinstance(rate, float | int) and rate == 0.0):
       return x
-    keep = 1.0 - jnp.asarray(rate, jnp.float32)
     shape = [1] * x.ndim
     shape[self.batch_axis] = x.shape[self.batch_axis]
-    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
-    return jnp.where(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
+    return traced_dropout(self, x, rate, train, mask_shape=shape)
