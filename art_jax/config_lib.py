@@ -137,6 +137,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat_policy = "nothing_saveable"
   c.model.scan = True
+  # Backbone self-attention: "xla" (any device) or "cudnn" (flash attention
+  # on NVIDIA GPUs, bf16/fp16 compute only).
+  c.model.attention_impl = "xla"
 
   c.loss = ml_collections.ConfigDict()
   c.loss.label_smoothing = 0.0
@@ -270,6 +273,14 @@ def validate(
   if config.data.sampling not in ("segment", "dense"):
     problems.append(
       f"data.sampling={config.data.sampling!r}: use 'segment' or 'dense'"
+    )
+  impl = config.model.attention_impl
+  if impl not in ("xla", "cudnn"):
+    problems.append(f"model.attention_impl={impl!r}: use 'xla' or 'cudnn'")
+  elif impl == "cudnn" and config.model.dtype not in ("bfloat16", "float16"):
+    problems.append(
+      f"model.attention_impl='cudnn' needs model.dtype bfloat16 or float16, "
+      f"not {config.model.dtype!r}"
     )
   if config.optim.name not in ("adamw", "sgd"):
     problems.append(f"optim.name={config.optim.name!r}: use 'adamw' or 'sgd'")

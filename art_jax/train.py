@@ -86,6 +86,7 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
     param_dtype=param_dtype,
     remat_policy=m.remat_policy,
     scan=m.scan,
+    attention_impl=m.attention_impl,
   )
   heads = dict(
     m.heads.to_dict(),

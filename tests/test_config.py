@@ -95,6 +95,14 @@ def test_validate_accepts_a_good_config():
     ({"mesh.fsdp": 3}, 8, None, None, "does not divide"),
     ({"data.sampling": "random"}, 8, None, None, "sampling"),
     ({"data.dir": None}, 8, None, None, "data.dir is not set"),
+    ({"model.attention_impl": "flash"}, 8, None, None, "'xla' or 'cudnn'"),
+    (
+      {"model.attention_impl": "cudnn", "model.dtype": "float32"},
+      8,
+      None,
+      None,
+      "needs model.dtype bfloat16",
+    ),
   ],
 )
 def test_validate_names_what_to_change(changes, devices, meta, bank, message):

@@ -711,6 +711,7 @@ def test_gpu_bench_dry_run(sandbox):
         "--config.data.num_frames=16",
         "--config.data.crop_size=224",
         "--config.mesh.data=-1",
+        "--config.model.attention_impl=cudnn",
         "--steps=5",
         "--config.model.remat_policy=minimal",
       ):
@@ -746,6 +747,7 @@ def test_gpu_bench_keys_and_gpu_count(sandbox):
     (["BATCHES=8;16"], "must look like"),
     (["CPU_SMOKE=maybe"], "CPU_SMOKE must be 0 or 1"),
     (["NDEV=two"], "NDEV must be"),
+    (["ATTENTION=flash"], "ATTENTION must be xla or cudnn"),
     (["ZOEN=1"], "unknown argument: ZOEN"),
   ]:
     proc = launch(sandbox, "gpu/bench", *base, *args, check=False)
@@ -790,6 +792,7 @@ def test_gpu_bench_cpu_smoke_dry_run(sandbox):
       for word in (
         "--config.data.num_frames=8",
         "--config.data.crop_size=32",
+        "--config.model.attention_impl=xla",
         "--steps=2",
       ):
         assert word in cmd, (word, cmd)

@@ -202,3 +202,48 @@ def test_every_param_has_logical_names():
   assert tuple(q) == ("layers", "embed", "heads", "kv")
   assert tuple(specs["uniblocks_scan_1"]["dpe"]["kernel"])[0] == "layers"
   assert tuple(specs["proj_2"]["kernel"]) == ("embed", "classes")
+
+
+def test_fused_attention_matches_einsum_path():
+  """jax.nn.dot_product_attention over extra leading axes, with a mask."""
+  from art_jax.models import layers
+
+  ks = jax.random.split(jax.random.key(3), 4)
+  q = jax.random.normal(ks[0], (2, 3, 5, 4, 8))  # (B, T, Lq, H, K)
+  k = jax.random.normal(ks[1], (2, 3, 6, 4, 8))
+  v = jax.random.normal(ks[2], (2, 3, 6, 4, 8))
+  mask = jax.random.bernoulli(ks[3], 0.7, (2, 1, 1, 5, 6)).at[..., 0].set(True)
+  want = jnp.einsum(
+    "...hql,...lhk->...qhk", layers.attention_weights(q, k, mask), v
+  )
+  got = layers.fused_attention(q, k, v, mask, implementation="xla")
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  got = layers.fused_attention(q, k, v, None, implementation="xla")
+  want = jnp.einsum("...hql,...lhk->...qhk", layers.attention_weights(q, k), v)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_cudnn_attention_setting_reaches_every_backbone_block(monkeypatch):
+  """attention_impl="cudnn" routes the backbone's self-attention through
+  fused_attention (run here with XLA's kernel: cuDNN needs a GPU) and
+  gives the same outputs; weights-returning calls keep the einsum path."""
+  from art_jax.models import layers
+
+  calls = []
+  real = layers.fused_attention
+
+  def xla_fused(q, k, v, mask=None, implementation="cudnn"):
+    calls.append(implementation)
+    return real(q, k, v, mask, implementation="xla")
+
+  monkeypatch.setattr(layers, "fused_attention", xla_fused)
+  video = _video()
+  model = uv2.UniFormerV2(**TINY, scan=False)
+  v = _noisy_init(model, video)
+  want = model.apply(v, video)
+  got = model.clone(attention_impl="cudnn").apply(v, video)
+  assert calls == ["cudnn"] * TINY["layers"]
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="attention_impl"):
+    model.clone(attention_impl="flash").apply(v, video)

@@ -165,6 +165,30 @@ def attention_weights(
   return jax.nn.softmax(logits, axis=-1)
 
 
+def fused_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  mask: jax.Array | None = None,
+  implementation: str = "cudnn",
+) -> jax.Array:
+  """`jax.nn.dot_product_attention` over any number of leading axes.
+
+  q: (..., Lq, H, K); k, v: (..., Lk, H, K); mask broadcastable to
+  (..., H, Lq, Lk). Returns (..., Lq, H, K).
+  """
+  lead = q.shape[:-3]
+  flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  if mask is not None:
+    heads, lq, lk = q.shape[-2], q.shape[-3], k.shape[-3]
+    mask = jnp.broadcast_to(mask, lead + (heads, lq, lk))
+    mask = mask.reshape((-1,) + mask.shape[-3:])
+  out = jax.nn.dot_product_attention(
+    flat(q), flat(k), flat(v), mask=mask, implementation=implementation
+  )
+  return out.reshape(q.shape)
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention from `x` (queries) to `context` (keys, values).
 
@@ -172,6 +196,10 @@ class MultiHeadAttention(nn.Module):
     num_heads: number of heads H; the head width is C // H.
     out_kernel_init / out_bias_init: UniFormerV2's Extractor zero-initialises
       its output projection, so the block starts as the identity.
+    attention_impl: "xla" (einsum + float32 softmax, any device) or "cudnn"
+      (cuDNN flash attention through `jax.nn.dot_product_attention`; GPU,
+      bf16/fp16 only). The weights are never materialised by "cudnn", so a
+      call with `return_weights` always takes the "xla" path.
 
   Returns `(out, weights)`: out (..., Lq, C); weights (..., H, Lq, Lk) in
   float32 when `return_weights`, else None.
@@ -187,6 +215,7 @@ class MultiHeadAttention(nn.Module):
     in_axis=(0, 1), out_axis=2
   )
   out_bias_init: Initializer = zeros
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(
@@ -212,8 +241,14 @@ class MultiHeadAttention(nn.Module):
       name=name,
     )
     q, k, v = proj("query")(x), proj("key")(context), proj("value")(context)
-    weights = attention_weights(q, k, mask)
-    out = jnp.einsum("...hql,...lhk->...qhk", weights.astype(self.dtype), v)
+    if self.attention_impl == "cudnn" and not return_weights:
+      weights = None
+      out = fused_attention(q, k, v, mask)
+    elif self.attention_impl in ("xla", "cudnn"):
+      weights = attention_weights(q, k, mask)
+      out = jnp.einsum("...hql,...lhk->...qhk", weights.astype(self.dtype), v)
+    else:
+      raise ValueError(f"unknown attention_impl {self.attention_impl!r}")
     out = HeadsMerge(
       features,
       dtype=self.dtype,

@@ -266,6 +266,7 @@ class ResidualAttentionBlock(nn.Module):
   double_lmhra: bool = True
   drop_path: bool = False  # any drop-path rate > 0 (static)
   train: bool = False
+  attention_impl: str = "xla"  # "cudnn": flash attention on GPUs
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -299,6 +300,7 @@ class ResidualAttentionBlock(nn.Module):
       self.heads,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
+      attention_impl=self.attention_impl,
       qkv_kernel_init=torch_in_proj_init,
       out_kernel_init=nn.initializers.variance_scaling(
         1.0 / 3.0, "fan_in", "uniform", in_axis=(0, 1), out_axis=2
@@ -525,6 +527,7 @@ class UniFormerV2(nn.Module):
   param_dtype: Dtype = jnp.float32
   remat_policy: str = "none"
   scan: bool = True
+  attention_impl: str = "xla"  # backbone self-attention; "cudnn" on GPUs
 
   @property
   def grid(self) -> tuple[int, int]:
@@ -682,6 +685,7 @@ class UniFormerV2(nn.Module):
     b_dpr, dpr, drop = self._rates()
     block_kw = dict(
       heads=self.heads,
+      attention_impl=self.attention_impl,
       dw_reduction=self.dw_reduction,
       no_lmhra=self.no_lmhra,
       double_lmhra=self.double_lmhra,

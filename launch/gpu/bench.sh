@@ -13,7 +13,7 @@
 #   launch/gpu/bench.sh [OUT=runs/bench] [MODELS="b16 l14"] [STEPS=5] \
 #       [BATCHES="b16:16,32,48,64 l14:8,12,16,24"] [INFER_BATCHES=1,32] \
 #       [BUDGET=420] [NDEV=8] [PYTHON=.venv/bin/python] [MEM_FRACTION=0.90] \
-#       [XLA_EXTRA="--xla_..."] [ENV="K=V K2=V2"] [CPU_SMOKE=1] [DRY_RUN=1] \
+#       [ATTENTION=cudnn] [XLA_EXTRA="--xla_..."] [ENV="K=V K2=V2"] [CPU_SMOKE=1] [DRY_RUN=1] \
 #       [--] [--config.x.y=... overrides for every benchmark]
 #
 # Arguments (KEY=VALUE; none is required):
@@ -41,6 +41,9 @@
 #   PYTHON        the interpreter (default: the repository's .venv/bin/python
 #                 if present, else python3). Needs jax with CUDA.
 #   MEM_FRACTION  XLA_PYTHON_CLIENT_MEM_FRACTION (default 0.90).
+#   ATTENTION     backbone self-attention, config.model.attention_impl:
+#                 cudnn (flash attention; default) or xla (xla under
+#                 CPU_SMOKE).
 #   XLA_EXTRA     more XLA flags after the block in launch/gpu/env.sh.
 #   ENV           more environment, "K=V K2=V2" (values without spaces).
 #   CPU_SMOKE=1   the same sequence on the CPU with the tiny `runlocal`
@@ -60,16 +63,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 OUT=runs/bench MODELS="b16 l14" STEPS="" BATCHES="" INFER_BATCHES=1,32
 BUDGET="" NDEV="" PYTHON="" MEM_FRACTION="" XLA_EXTRA="" ENV="" CPU_SMOKE=0
+ATTENTION=""
 art_parse_args 1 OUT MODELS STEPS BATCHES INFER_BATCHES BUDGET NDEV PYTHON \
-  MEM_FRACTION XLA_EXTRA ENV CPU_SMOKE -- "$@"
+  MEM_FRACTION ATTENTION XLA_EXTRA ENV CPU_SMOKE -- "$@"
 art_bool CPU_SMOKE
 art_require OUT MODELS INFER_BATCHES
 
 if ((CPU_SMOKE)); then
   : "${STEPS:=2}" "${BATCHES:=2,4}" "${BUDGET:=1200}" "${NDEV:=1}"
+  : "${ATTENTION:=xla}"
 else
   : "${STEPS:=5}" "${BATCHES:=b16:16,32,48,64 l14:8,12,16,24}" "${BUDGET:=420}"
+  : "${ATTENTION:=cudnn}"
 fi
+case "$ATTENTION" in
+  xla | cudnn) ;;
+  *) art_usage_error "ATTENTION must be xla or cudnn, not '$ATTENTION'" ;;
+esac
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || art_usage_error "STEPS must be a positive integer, not '$STEPS'"
 [[ "$BUDGET" =~ ^[1-9][0-9]*$ ]] || art_usage_error "BUDGET must be seconds, not '$BUDGET'"
 [[ "$INFER_BATCHES" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
@@ -130,7 +140,8 @@ else
   variant_suffix="" dtype=bfloat16 frames=16 crop=224
 fi
 overrides=(--config.model.dtype="$dtype" --config.data.num_frames="$frames"
-  --config.data.crop_size="$crop" --config.mesh.data=-1)
+  --config.data.crop_size="$crop" --config.mesh.data=-1
+  --config.model.attention_impl="$ATTENTION")
 
 # Config paths and OUT are relative to the repository root.
 art_run cd "$ART_REPO"
