@@ -6,6 +6,8 @@ r"""Turns a raw dataset into ArrayRecord shards of JPEG frames.
 
 writes, for each split, `{split}.array_record-*-of-*`, `{split}.json` and
 `{split}.failures.jsonl` (see `art_jax/data/record.py`, docs/data.md).
+--videos, --annotations and --out may be remote (gs://bucket/dir, through
+fsspec: `art_jax/data/fs.py`).
 
 Runs on all cores with a process pool. Resumable: each finished shard
 leaves `.prepare/{shard}.done.json`, and a re-run with the same clips and
@@ -19,27 +21,30 @@ produced nothing or more than --max_failure_fraction of it failed.
 --size; no --videos or --annotations).
 
 `--runner=beam --beam_options="--runner=DataflowRunner ..."` runs the same
-per-clip function on Apache Beam (`pip install art_jax[beam]`).
+per-clip function on Apache Beam (`pip install art_jax[beam]`) and writes
+the same files, resume markers included.
 """
 
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import multiprocessing
 import os
 import shlex
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from absl import app, flags, logging
 from array_record.python import array_record_module
 from tqdm import tqdm
 
-from art_jax.data import record, synthetic, video
+from art_jax.data import fs, record, synthetic, video
 from art_jax.data.datasets import (
   common,
   diving48,
@@ -190,26 +195,84 @@ def _fingerprint(tasks: Sequence[common.ClipTask], params: Params) -> str:
 
 
 def _done_path(out: str, name: str) -> str:
-  return os.path.join(out, ".prepare", name + ".done.json")
+  return fs.join(out, ".prepare", name + ".done.json")
 
 
 def _load_done(out: str, name: str, fingerprint: str) -> dict | None:
   path = _done_path(out, name)
-  if not (os.path.exists(path) and os.path.exists(os.path.join(out, name))):
+  if not (fs.exists(path) and fs.exists(fs.join(out, name))):
     return None
   try:
-    with open(path) as f:
-      done = json.load(f)
+    done = json.loads(fs.read_text(path))
   except (OSError, json.JSONDecodeError):
     return None
   return done if done.get("fingerprint") == fingerprint else None
 
 
 def _write_done(out: str, name: str, done: dict):
-  path = _done_path(out, name)
-  with open(path + ".tmp", "w") as f:
-    json.dump(done, f)
-  os.replace(path + ".tmp", path)
+  fs.write_text(_done_path(out, name), json.dumps(done))
+
+
+def _write_shard(
+  out: str,
+  name: str,
+  fingerprint: str,
+  results: Iterable[tuple[bytes | None, dict | None]],
+  on_result: Callable[[dict | None], None] | None = None,
+) -> dict:
+  """Writes one shard from its clips' (record, failure) results, in order.
+
+  The shard appears at `out/name` only when complete (`fs.local_output`),
+  then its resume marker; returns the marker.
+  """
+  failures, count = [], 0
+  with fs.local_output(fs.join(out, name)) as local:
+    writer = array_record_module.ArrayRecordWriter(local, record.WRITER_OPTIONS)
+    try:
+      for data, failure in results:
+        if data is not None:
+          writer.write(data)
+          count += 1
+        else:
+          failures.append(failure)
+        if on_result is not None:
+          on_result(failure)
+    finally:
+      writer.close()
+  done = {
+    "fingerprint": fingerprint,
+    "num_records": count,
+    "failures": failures,
+  }
+  _write_done(out, name, done)
+  return done
+
+
+def _plan(
+  out: str,
+  split: str,
+  tasks: Sequence[common.ClipTask],
+  shards: Sequence[tuple[int, int]],
+  params: Params,
+) -> tuple[list[str], list[str], list[dict | None]]:
+  """(shard names, fingerprints, done-records or None for shards to do)."""
+  fs.makedirs(fs.join(out, ".prepare"))
+  n = len(shards)
+  names = [record.shard_name(split, i, n) for i in range(n)]
+  prints = [_fingerprint(tasks[a:b], params) for a, b in shards]
+  done = [_load_done(out, names[i], prints[i]) for i in range(n)]
+  if any(d is not None for d in done):
+    logging.info(
+      "%s: %d of %d shards already done, skipping them",
+      split,
+      sum(d is not None for d in done),
+      n,
+    )
+  # A shard with no clips: still a valid, empty file.
+  for i, (a, b) in enumerate(shards):
+    if done[i] is None and a == b:
+      done[i] = _write_shard(out, names[i], prints[i], [])
+  return names, prints, done
 
 
 def _map(fn, items, workers: int):
@@ -233,44 +296,15 @@ def write_split_local(
 ) -> list[dict]:
   """Writes the shards not yet done; returns every shard's done-record."""
   process = process or process_clip
-  os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
-  n = len(shards)
-  names = [record.shard_name(split, i, n) for i in range(n)]
-  prints = [_fingerprint(tasks[a:b], params) for a, b in shards]
-  done = [_load_done(out, names[i], prints[i]) for i in range(n)]
-  todo = [i for i in range(n) if done[i] is None]
-  if len(todo) < n:
-    logging.info(
-      "%s: %d of %d shards already done, skipping them", split, n - len(todo), n
-    )
+  names, prints, done = _plan(out, split, tasks, shards, params)
   work = [
-    (i, tasks[j], params, process) for i in todo for j in range(*shards[i])
+    (i, tasks[j], params, process)
+    for i, d in enumerate(done)
+    if d is None
+    for j in range(*shards[i])
   ]
-  if not work and not todo:
+  if not work:
     return done
-  remaining = {i: shards[i][1] - shards[i][0] for i in todo}
-  writers, failures, counts = {}, {i: [] for i in todo}, dict.fromkeys(todo, 0)
-
-  def finish(i):
-    if i in writers:
-      writers.pop(i).close()
-    else:  # a shard with no clips: still a valid, empty file.
-      array_record_module.ArrayRecordWriter(
-        os.path.join(out, names[i]) + ".tmp", record.WRITER_OPTIONS
-      ).close()
-    os.replace(
-      os.path.join(out, names[i]) + ".tmp", os.path.join(out, names[i])
-    )
-    done[i] = {
-      "fingerprint": prints[i],
-      "num_records": counts[i],
-      "failures": failures[i],
-    }
-    _write_done(out, names[i], done[i])
-
-  for i in todo:
-    if remaining[i] == 0:
-      finish(i)
   bar = tqdm(
     total=len(work),
     desc=f"{split}",
@@ -279,95 +313,111 @@ def write_split_local(
     mininterval=1.0,
     file=sys.stderr,
   )
-  for i, (data, failure) in _map(_process_indexed, work, workers):
-    if data is not None:
-      if i not in writers:
-        writers[i] = array_record_module.ArrayRecordWriter(
-          os.path.join(out, names[i]) + ".tmp", record.WRITER_OPTIONS
-        )
-      writers[i].write(data)
-      counts[i] += 1
-    else:
-      failures[i].append(failure)
-    remaining[i] -= 1
-    if remaining[i] == 0:
-      finish(i)
+  failed = 0
+
+  def tick(failure):
+    nonlocal failed
+    failed += failure is not None
     bar.update(1)
-    bar.set_postfix(
-      failed=sum(len(f) for f in failures.values()), refresh=False
+    bar.set_postfix(failed=failed, refresh=False)
+
+  # Results come in task order, so each shard's clips are one run.
+  results = _map(_process_indexed, work, workers)
+  for i, run in itertools.groupby(results, key=lambda r: r[0]):
+    done[i] = _write_shard(
+      out, names[i], prints[i], (r for _, r in run), on_result=tick
     )
   bar.close()
   return done
+
+
+def _process_keyed(item, params, process):
+  shard, index, task = item
+  data, failure = process(task, params)
+  return shard, (index, data, failure)
+
+
+def _in_clip_order(
+  results: Iterable[tuple[int, bytes | None, dict | None]],
+) -> Iterator[tuple[bytes | None, dict | None]]:
+  """(index, record, failure) in any order -> (record, failure) by index.
+
+  Records wait in a local temporary file, not in memory (a shard of 512
+  clips of 64 frames is about 2 GB).
+  """
+  with tempfile.TemporaryFile() as spool:
+    index = []
+    for j, data, failure in results:
+      if data is None:
+        index.append((j, -1, 0, failure))
+      else:
+        index.append((j, spool.tell(), len(data), None))
+        spool.write(data)
+    index.sort(key=lambda e: e[0])
+    for _, offset, size, failure in index:
+      if offset < 0:
+        yield None, failure
+      else:
+        spool.seek(offset)
+        yield spool.read(size), None
+
+
+def _write_shard_of_group(group, out, names, prints):
+  shard, results = group
+  _write_shard(out, names[shard], prints[shard], _in_clip_order(results))
 
 
 def write_split_beam(
   out: str,
   split: str,
   tasks: Sequence[common.ClipTask],
-  num_shards: int,
+  shards: Sequence[tuple[int, int]],
   params: Params,
   beam_options: str,
   process: Callable | None = None,
 ) -> list[dict]:
-  """Runs `process_clip` on Apache Beam; the array_record sink writes.
+  """Runs `process_clip` on Apache Beam; returns every shard's done-record.
 
-  `out` must be a file system every Beam worker can write to (the sink
-  writes local files, e.g. a mounted shared disk); not resumable, Beam
-  retries failed bundles itself.
+  Clips are decoded in parallel, grouped by shard and each shard written
+  by one worker in clip order, through the same code as the local runner
+  (`_write_shard`): the same shards, failures and resume markers, so a
+  re-run skips finished shards. `out` may be local only if every worker
+  sees it (e.g. the DirectRunner or a shared disk); on Dataflow use gs://.
   """
   try:
     import apache_beam as beam  # noqa: PLC0415 - optional extra.
     from apache_beam.options import pipeline_options  # noqa: PLC0415
-    from array_record.beam import arrayrecordio  # noqa: PLC0415
   except ImportError as e:
     raise SystemExit(
       f"--runner=beam needs Apache Beam: pip install 'art_jax[beam]' ({e})"
     ) from e
 
-  class Sink(arrayrecordio._ArrayRecordSink):  # noqa: SLF001
-    """array_record's sink, writing uncompressed (record.WRITER_OPTIONS)."""
-
-    def open(self, temp_path):
-      return array_record_module.ArrayRecordWriter(
-        temp_path, record.WRITER_OPTIONS
-      )
-
-  failures_prefix = os.path.join(out, ".prepare", f"{split}.beam_failures")
+  names, prints, done = _plan(out, split, tasks, shards, params)
+  work = [
+    (i, j, tasks[j])
+    for i, d in enumerate(done)
+    if d is None
+    for j in range(*shards[i])
+  ]
+  if not work:
+    return done
   options = pipeline_options.PipelineOptions(shlex.split(beam_options))
   with beam.Pipeline(options=options) as p:
-    results = (
+    _ = (
       p
-      | "Clips" >> beam.Create(list(tasks))
+      | "Clips" >> beam.Create(work)
       | "Spread" >> beam.Reshuffle()
-      | "Process" >> beam.Map(process or process_clip, params)
+      | "Process" >> beam.Map(_process_keyed, params, process or process_clip)
+      | "ByShard" >> beam.GroupByKey()
+      | "Write" >> beam.Map(_write_shard_of_group, out, names, prints)
     )
-    _ = (
-      results
-      | "Records" >> beam.FlatMap(lambda r: [r[0]] if r[0] else [])
-      | "Write"
-      >> beam.io.iobase.Write(
-        Sink(
-          os.path.join(out, f"{split}.array_record"),
-          file_name_suffix="",
-          num_shards=num_shards,
-          shard_name_template="-SSSSS-of-NNNNN",
-        )
-      )
+  done = [_load_done(out, names[i], prints[i]) for i in range(len(shards))]
+  missing = [names[i] for i, d in enumerate(done) if d is None]
+  if missing:
+    raise RuntimeError(
+      f"the Beam pipeline finished without writing {fs.join(out, missing[0])}"
+      f" ({len(missing)} shards missing)"
     )
-    _ = (
-      results
-      | "Failures" >> beam.FlatMap(lambda r: [json.dumps(r[1])] if r[1] else [])
-      | "WriteFailures"
-      >> beam.io.WriteToText(failures_prefix, shard_name_template="")
-    )
-  failures = []
-  if os.path.exists(failures_prefix):
-    with open(failures_prefix) as f:
-      failures = [json.loads(line) for line in f if line.strip()]
-  names = [record.shard_name(split, i, num_shards) for i in range(num_shards)]
-  counts = record.num_records([os.path.join(out, n) for n in names])
-  done = [{"num_records": c, "failures": []} for c in counts]
-  done[0]["failures"] = failures
   return done
 
 
@@ -397,9 +447,9 @@ def prepare_split(
     raise NotImplementedError(
       f"dataset {dataset!r} has no preprocessing job yet"
     )
-  if spec.needs_videos and not (videos and os.path.isdir(videos)):
+  if spec.needs_videos and not (videos and fs.isdir(videos)):
     raise FileNotFoundError(f"--videos={videos} is not a folder")
-  os.makedirs(os.path.join(out, ".prepare"), exist_ok=True)
+  fs.makedirs(fs.join(out, ".prepare"))
   t0 = time.time()
   ann = spec.read(annotations, videos, split, variant, **(read_options or {}))
   if not ann.clips:
@@ -407,7 +457,7 @@ def prepare_split(
   shards = plan_shards(len(ann.clips), num_shards, clips_per_shard)
   if runner == "beam":
     done = write_split_beam(
-      out, split, ann.clips, len(shards), params, beam_options, spec.process
+      out, split, ann.clips, shards, params, beam_options, spec.process
     )
   elif runner == "local":
     done = write_split_local(
@@ -418,9 +468,10 @@ def prepare_split(
   failures = list(ann.failures)
   for d in done:
     failures.extend(d["failures"])
-  with open(record.failures_path(out, split), "w") as f:
-    for fail in failures:
-      f.write(json.dumps(fail) + "\n")
+  fs.write_text(
+    record.failures_path(out, split),
+    "".join(json.dumps(fail) + "\n" for fail in failures),
+  )
   counts = [d["num_records"] for d in done]
   names = [record.shard_name(split, i, len(done)) for i in range(len(done))]
   record.write_metadata(
@@ -495,12 +546,14 @@ def define_flags():
     "k400|k600 (kinetics); default: the dataset's first",
   )
   flags.DEFINE_string(
-    "videos", None, "folder of videos (searched recursively); not synthetic"
+    "videos",
+    None,
+    "folder of videos (searched recursively; local or gs://...); not synthetic",
   )
   flags.DEFINE_string(
     "annotations", None, "folder of the dataset's annotation files"
   )
-  flags.DEFINE_string("out", None, "output folder")
+  flags.DEFINE_string("out", None, "output folder (local or gs://...)")
   flags.DEFINE_list("splits", None, "splits (default: all)")
   flags.DEFINE_integer("short_side", 256, "resize short side")
   flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality")

@@ -21,12 +21,13 @@ Each record is a msgpack map (see `docs/data.md` for the full table):
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 from array_record.python import array_record_module
+
+from art_jax.data import fs
 
 FORMAT_VERSION = 1
 # JPEG frames do not compress further; ArrayRecord's default zstd only
@@ -45,11 +46,11 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 
 def metadata_path(data_dir: str, split: str) -> str:
-  return os.path.join(data_dir, f"{split}.json")
+  return fs.join(data_dir, f"{split}.json")
 
 
 def failures_path(data_dir: str, split: str) -> str:
-  return os.path.join(data_dir, f"{split}.failures.jsonl")
+  return fs.join(data_dir, f"{split}.failures.jsonl")
 
 
 @dataclasses.dataclass
@@ -89,10 +90,7 @@ def decode(data: bytes) -> Clip:
 def write_metadata(data_dir: str, split: str, metadata: dict[str, Any]):
   """Writes `{split}.json` atomically, adding the format version."""
   metadata = {"format_version": FORMAT_VERSION, **metadata}
-  path = metadata_path(data_dir, split)
-  with open(path + ".tmp", "w") as f:
-    json.dump(metadata, f, indent=1)
-  os.replace(path + ".tmp", path)
+  fs.write_text(metadata_path(data_dir, split), json.dumps(metadata, indent=1))
 
 
 def read_metadata(
@@ -101,12 +99,14 @@ def read_metadata(
   """Reads and validates `{split}.json`.
 
   Args:
-    data_dir: folder written by `art_jax.data.prepare`.
+    data_dir: folder written by `art_jax.data.prepare`, local or remote
+      (gs://...; see `art_jax/data/fs.py`).
     split: split name, e.g. 'train'.
     num_classes: if given, the number of classes the config expects.
 
   Returns:
-    The metadata dict, with 'shard_paths' (absolute paths) added.
+    The metadata dict, with 'shard_paths' (`data_dir` joined with each
+    shard name) added.
 
   Raises:
     MetadataError: naming the file, when it is missing, unreadable, of
@@ -114,14 +114,13 @@ def read_metadata(
       shard listed in it is missing.
   """
   path = metadata_path(data_dir, split)
-  if not os.path.exists(path):
+  if not fs.exists(path):
     raise MetadataError(
       f"{path}: no such file; prepare the split with "
       "`python -m art_jax.data.prepare` (see docs/data.md)"
     )
   try:
-    with open(path) as f:
-      meta = json.load(f)
+    meta = json.loads(fs.read_text(path))
   except (OSError, json.JSONDecodeError) as e:
     raise MetadataError(f"{path}: cannot read metadata: {e}") from e
   version = meta.get("format_version")
@@ -138,8 +137,9 @@ def read_metadata(
     raise MetadataError(
       f"{path}: {n} classes, but the config expects {num_classes}"
     )
-  paths = [os.path.join(data_dir, s) for s in meta["shards"]]
-  missing = [p for p in paths if not os.path.exists(p)]
+  paths = [fs.join(data_dir, s) for s in meta["shards"]]
+  present = set(fs.listdir(data_dir))  # one listing, also for gs://
+  missing = [p for p, s in zip(paths, meta["shards"]) if s not in present]
   if missing:
     raise MetadataError(f"{path}: shard {missing[0]} is missing")
   if meta["num_clips"] <= 0:
@@ -153,13 +153,13 @@ def split_shards(data_dir: str, split: str) -> list[str]:
   prefix = split + SHARD_INFIX
   return sorted(
     f
-    for f in os.listdir(data_dir)
+    for f in fs.listdir(data_dir)
     if f.startswith(prefix) and "-of-" in f and not f.endswith(".tmp")
   )
 
 
 def num_records(paths: Sequence[str]) -> list[int]:
-  """Number of records in each ArrayRecord file."""
+  """Number of records in each ArrayRecord file (local paths)."""
   counts = []
   for p in paths:
     r = array_record_module.ArrayRecordReader(p)

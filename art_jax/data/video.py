@@ -4,6 +4,7 @@ Shapes: a clip is (T, H, W, 3) uint8 in RGB, time first. Frame indices in
 this module index the frames *stored* in a record unless named `source`.
 """
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 import av
 import numpy as np
 from PIL import Image
+
+from art_jax.data import fs
 
 try:  # libjpeg-turbo straight into numpy; about 1.5x Pillow (docs/data.md).
   import simplejpeg
@@ -93,7 +96,8 @@ def read_clip(
 
   The clip is [start_sec, end_sec) in seconds, or frames start_frame ..
   end_frame inclusive, or the whole video. Frames beyond `max_frames` are
-  evenly subsampled.
+  evenly subsampled. A remote `path` (gs://...) is downloaded to a
+  temporary file first (`fs.local_copy`).
 
   Raises:
     VideoError: the file is missing or does not decode, has no video
@@ -101,16 +105,20 @@ def read_clip(
       `min_coverage` of the requested time range / of the frame count
       its header announces (a truncated file).
   """
-  try:
-    container = av.open(path)
-  except FileNotFoundError as e:
-    raise VideoError(f"missing video {path}") from e
-  except (av.error.FFmpegError, OSError, ValueError) as e:
-    raise VideoError(f"cannot open {path}: {e}") from e
-  try:
+  local = path
+  with contextlib.ExitStack() as stack:
+    try:
+      local = stack.enter_context(fs.local_copy(path))
+      container = av.open(local)
+    except FileNotFoundError as e:
+      raise VideoError(f"missing video {path}") from e
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+      raise VideoError(f"cannot open {path}: {_error(e, local, path)}") from e
+    stack.callback(container.close)
     return _read_open_clip(
       container,
       path,
+      local,
       start_sec,
       end_sec,
       start_frame,
@@ -120,13 +128,17 @@ def read_clip(
       min_frames,
       min_coverage,
     )
-  finally:
-    container.close()
+
+
+def _error(e: Exception, local: str, path: str) -> str:
+  """The message of `e`, naming `path` where it names its local copy."""
+  return str(e).replace(local, path) if local != path else str(e)
 
 
 def _read_open_clip(
   container,
   path,
+  local,
   start_sec,
   end_sec,
   start_frame,
@@ -181,9 +193,10 @@ def _read_open_clip(
       source_index.append(idx)
   except (av.error.FFmpegError, ValueError) as e:
     if not frames:
-      raise VideoError(f"cannot decode {path}: {e}") from e
+      raise VideoError(f"cannot decode {path}: {_error(e, local, path)}") from e
     raise VideoError(
-      f"decoding {path} failed after {len(frames)} frames: {e}"
+      f"decoding {path} failed after {len(frames)} frames: "
+      f"{_error(e, local, path)}"
     ) from e
   n = len(frames)
   if n < max(min_frames, 1):

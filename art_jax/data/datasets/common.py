@@ -5,6 +5,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from art_jax.data import fs
+
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 
 
@@ -39,24 +41,25 @@ class Annotations:
 def find_videos(root: str, exts: Iterable[str] = VIDEO_EXTS) -> dict[str, str]:
   """Maps file stem -> path for every video under `root`, recursively.
 
-  Accepts flat folders and per-class or per-split subfolders alike. If a
-  stem occurs twice the first path in sorted order wins.
+  Accepts flat folders and per-class or per-split subfolders alike, local
+  or remote (gs://...). If a stem occurs twice the first path in sorted
+  order wins.
   """
   exts = tuple(e.lower() for e in exts)
   found = {}
-  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+  for dirpath, dirnames, filenames in fs.walk(root):
     dirnames.sort()
     for f in sorted(filenames):
       stem, ext = os.path.splitext(f)
       if ext.lower() in exts:
-        found.setdefault(stem, os.path.join(dirpath, f))
+        found.setdefault(stem, fs.join(dirpath, f))
   return found
 
 
 def require_file(folder: str, name: str) -> str:
   """Path of an annotation file; FileNotFoundError naming it if absent."""
-  path = os.path.join(folder, name)
-  if not os.path.exists(path):
+  path = fs.join(folder, name)
+  if not fs.exists(path):
     raise FileNotFoundError(
       f"annotation file {path} not found (see docs/data.md for what "
       "to download)"

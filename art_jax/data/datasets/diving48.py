@@ -8,6 +8,7 @@ lists of [take-off, somersault, twist, flight position]).
 import json
 import re
 
+from art_jax.data import fs
 from art_jax.data.datasets import common
 
 VARIANTS = {"v2": ("train", "test")}
@@ -49,10 +50,10 @@ def read(
 ) -> common.Annotations:
   """Reads the train or test split."""
   common.check_split(split, VARIANTS[variant], "diving48")
-  with open(common.require_file(annotations, VOCAB_FILE)) as f:
+  with fs.open(common.require_file(annotations, VOCAB_FILE)) as f:
     names = [class_name(list(map(str, w))) for w in json.load(f)]
   path = common.require_file(annotations, SPLIT_FILES[split])
-  with open(path) as f:
+  with fs.open(path) as f:
     items = json.load(f)
   found = common.find_videos(videos)
   clips, failures = [], []

@@ -9,6 +9,7 @@ or already-cut clips `<element_id>.mp4`; the latter win when both exist.
 import json
 import re
 
+from art_jax.data import fs
 from art_jax.data.datasets import common
 
 VARIANTS = {"gym99": ("train", "val"), "gym288": ("train", "val")}
@@ -46,7 +47,7 @@ def parse_element_id(element_id: str) -> tuple[str, str, str]:
 def read_categories(path: str) -> tuple[list[str], list[str]]:
   """Category file -> (class names, event codes) in Clabel order."""
   rows = {}
-  with open(path) as f:
+  with fs.open(path) as f:
     for lineno, line in enumerate(f, 1):
       line = line.strip()
       if not line:
@@ -72,7 +73,7 @@ def read(
       f"of {sorted(VARIANTS)}"
     )
   common.check_split(split, VARIANTS[variant], "finegym")
-  with open(common.require_file(annotations, ANNOTATION_FILE)) as f:
+  with fs.open(common.require_file(annotations, ANNOTATION_FILE)) as f:
     info = json.load(f)
   names, events = read_categories(
     common.require_file(annotations, f"{variant}_categories.txt")
@@ -82,7 +83,7 @@ def read(
   )
   found = common.find_videos(videos)
   clips, failures = [], []
-  with open(list_path) as f:
+  with fs.open(list_path) as f:
     for lineno, line in enumerate(f, 1):
       line = line.strip()
       if not line:

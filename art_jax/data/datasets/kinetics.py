@@ -8,6 +8,7 @@ train.csv (the usual label order).
 
 import csv
 
+from art_jax.data import fs
 from art_jax.data.datasets import common
 
 # Default splits; `--splits=test` also reads test.csv where it has labels.
@@ -23,7 +24,7 @@ def clip_id(youtube_id: str, start: int, end: int) -> str:
 
 
 def _rows(path: str):
-  with open(path, newline="") as f:
+  with fs.open(path, newline="") as f:
     reader = csv.DictReader(f)
     need = {"youtube_id", "time_start", "time_end"}
     if not need <= set(reader.fieldnames or ()):

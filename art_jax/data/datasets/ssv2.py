@@ -8,6 +8,7 @@ preserving here ("left" / "right" classes): FLIP_SAFE is False.
 
 import json
 
+from art_jax.data import fs
 from art_jax.data.datasets import common
 
 VARIANTS = {"v2": ("train", "val")}
@@ -28,7 +29,7 @@ def read(
   annotations: str, videos: str, split: str, variant: str = DEFAULT_VARIANT
 ) -> common.Annotations:
   common.check_split(split, VARIANTS[variant], "ssv2")
-  with open(common.require_file(annotations, LABELS_FILE)) as f:
+  with fs.open(common.require_file(annotations, LABELS_FILE)) as f:
     labels = {k: int(v) for k, v in json.load(f).items()}
   if sorted(labels.values()) != list(range(len(labels))):
     raise ValueError(f"{LABELS_FILE}: label values are not 0..N-1")
@@ -36,7 +37,7 @@ def read(
   for name, i in labels.items():
     names[i] = name
   path = common.require_file(annotations, SPLIT_FILES[split])
-  with open(path) as f:
+  with fs.open(path) as f:
     items = json.load(f)
   found = common.find_videos(videos, (".webm", ".mp4"))
   clips, failures = [], []
