@@ -1,8 +1,10 @@
 """Tiny real video files (PyAV) and broken ones for the data tests."""
 
 import os
+import uuid
 
 import av
+import fsspec
 import numpy as np
 import pytest
 
@@ -341,3 +343,42 @@ def make_ssv2(root: str) -> dict:
     "val": {"7": 0},
     "train_failures": 1,
   }
+
+
+# --------------------------------------------------------------------------
+# memory:// (fsspec's in-memory file system) stands in for gs:// in tests.
+
+
+def new_memory_root() -> str:
+  """A unique, empty memory:// folder."""
+  return f"memory://art-jax-test-{uuid.uuid4().hex[:12]}"
+
+
+def remove_memory_root(root: str):
+  fs, path = fsspec.core.url_to_fs(root)
+  if fs.exists(path):
+    fs.rm(path, recursive=True)
+
+
+def upload(local_root: str, remote_root: str):
+  """Copies every file under `local_root` to the same place under a
+  remote folder (what `gsutil cp -r` would do)."""
+  fs, base = fsspec.core.url_to_fs(remote_root)
+  for dirpath, _, files in os.walk(local_root):
+    for f in files:
+      path = os.path.join(dirpath, f)
+      rel = os.path.relpath(path, local_root).replace(os.sep, "/")
+      with open(path, "rb") as src:
+        fs.pipe_file(f"{base.rstrip('/')}/{rel}", src.read())
+
+
+def remote_fixture(fx: dict, local_root: str, remote_root: str) -> dict:
+  """`fx` with its local videos/annotations folders under `local_root`
+  uploaded to and renamed into `remote_root`."""
+  upload(local_root, remote_root)
+  out = dict(fx)
+  for key in ("videos", "annotations"):
+    if fx.get(key):
+      rel = os.path.relpath(fx[key], local_root).replace(os.sep, "/")
+      out[key] = remote_root if rel == "." else f"{remote_root}/{rel}"
+  return out

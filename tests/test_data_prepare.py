@@ -6,32 +6,53 @@ import subprocess
 import sys
 
 import data_helpers as h
+import fsspec
 import pytest
 from array_record.python import array_record_module
 
-from art_jax.data import prepare, record
+from art_jax.data import fs, prepare, record
 from art_jax.data.datasets import diving48, finegym, ntu
 
 PARAMS = prepare.Params(short_side=24, max_frames=16, min_frames=4)
 
 
 def read_split(out, split):
-  """{clip id: record.Clip} of a prepared split, via its metadata."""
+  """{clip id: record.Clip} of a prepared split (local or remote)."""
   meta = record.read_metadata(out, split)
   clips = {}
   for path in meta["shard_paths"]:
-    r = array_record_module.ArrayRecordReader(path)
-    for data in r.read_all():
-      clip = record.decode(data)
-      clips[clip.id] = clip
-    r.close()
+    with fs.local_copy(path) as local:
+      r = array_record_module.ArrayRecordReader(local)
+      for data in r.read_all():
+        clip = record.decode(data)
+        clips[clip.id] = clip
+      r.close()
   assert len(clips) == meta["num_clips"]
   return meta, clips
 
 
 def failures(out, split):
-  with open(record.failures_path(out, split)) as f:
+  with fs.open(record.failures_path(out, split)) as f:
     return [json.loads(line) for line in f]
+
+
+def split_files(out, split):
+  """{name: bytes} of a split's shards, metadata and failure list."""
+  meta = record.read_metadata(out, split)
+  names = [*meta["shards"], f"{split}.json", f"{split}.failures.jsonl"]
+  files = {}
+  for name in names:
+    with fs.open(fs.join(out, name), "rb") as f:
+      files[name] = f.read()
+  return files
+
+
+@pytest.fixture
+def mem():
+  """A fresh memory:// folder: a remote store (like gs://) for fs."""
+  root = h.new_memory_root()
+  yield root
+  h.remove_memory_root(root)
 
 
 def run_split(fx, dataset, variant, split, out, **kw):
@@ -317,28 +338,154 @@ def test_cli_with_process_pool(tmp_path):
   assert "already done" in p.stderr
 
 
-def test_beam_runner_writes_the_same_clips_and_failures(tmp_path):
-  """--runner=beam on the DirectRunner: same records and failure list."""
+def _stamp(path):
+  """When a file was last written (local or memory://)."""
+  if fs.is_remote(path):
+    return fsspec.filesystem("memory").info(path)["created"]
+  return os.stat(path).st_mtime_ns
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_beam_runner_writes_the_same_files(tmp_path, mem, remote):
+  """--runner=beam on the DirectRunner: byte-identical shards, metadata and
+  failure list; remote (memory://) videos, annotations and output work;
+  a re-run redoes only a missing shard."""
   pytest.importorskip("apache_beam")
-  fx = h.make_diving48(str(tmp_path / "raw"))
-  local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
-  run_split(fx, "diving48", "v2", "train", local)
-  s = run_split(
-    fx,
-    "diving48",
-    "v2",
-    "train",
-    beam,
-    runner="beam",
-    beam_options="--runner=DirectRunner",
-  )
+  raw = str(tmp_path / "raw")
+  fx = h.make_diving48(raw)
+  local = str(tmp_path / "local")
+  run_split(fx, "diving48", "v2", "train", local, num_shards=2)
+  want = split_files(local, "train")
+  beam = str(tmp_path / "beam")
+  if remote:
+    fx = h.remote_fixture(fx, raw, f"{mem}/raw")
+    beam = f"{mem}/beam"
+    want = {
+      k: v.replace(raw.encode(), f"{mem}/raw".encode()) for k, v in want.items()
+    }
+  kw = {
+    "num_shards": 2,
+    "runner": "beam",
+    "beam_options": "--runner=DirectRunner",
+  }
+  s = run_split(fx, "diving48", "v2", "train", beam, **kw)
   assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
-  _, want = read_split(local, "train")
-  _, got = read_split(beam, "train")
-  check_clips(got, fx["train"])
-  assert {k: c.frames for k, c in got.items()} == {
-    k: c.frames for k, c in want.items()
-  }
-  assert {f["id"] for f in failures(beam, "train")} == {
-    f["id"] for f in failures(local, "train")
-  }
+  assert split_files(beam, "train") == want
+  check_clips(read_split(beam, "train")[1], fx["train"])
+  shard0, shard1 = (
+    fs.join(beam, record.shard_name("train", i, 2)) for i in range(2)
+  )
+  before = _stamp(shard0)
+  if remote:
+    fsspec.filesystem("memory").rm(shard1)
+  else:
+    os.remove(shard1)
+  s = run_split(fx, "diving48", "v2", "train", beam, **kw)
+  assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
+  assert split_files(beam, "train") == want
+  assert _stamp(shard0) == before  # skipped: not written again
+
+
+def test_synthetic_to_remote_out(tmp_path, mem):
+  """The synthetic job with --out=memory://: the files of a local run."""
+  local, remote = str(tmp_path / "out"), f"{mem}/out"
+  opts = {"num_clips": {"train": 5, "val": 2}, "seed": 0}
+  params = prepare.Params(short_side=32, max_frames=4, min_frames=4)
+  for out in (local, remote):
+    for split, n in opts["num_clips"].items():
+      s = prepare.prepare_split(
+        "synthetic",
+        "default",
+        split,
+        videos=None,
+        annotations=None,
+        out=out,
+        params=params,
+        num_shards=2,
+        read_options=opts,
+      )
+      assert (s.num_clips, s.num_failures) == (n, 0)
+  for split in opts["num_clips"]:
+    assert split_files(remote, split) == split_files(local, split)
+    meta, clips = read_split(remote, split)
+    assert meta["shard_paths"][0].startswith(f"{remote}/")
+    assert clips == read_split(local, split)[1]
+    for name in meta["shards"]:  # resume markers too (no paths in them)
+      marker = f".prepare/{name}.done.json"
+      assert fs.read_text(fs.join(remote, marker)) == fs.read_text(
+        fs.join(local, marker)
+      )
+
+
+REMOTE_CASES = {
+  "finegym": (h.make_finegym, "finegym", "gym99"),
+  "diving48": (h.make_diving48, "diving48", "v2"),
+  "ntu": (h.make_ntu, "ntu120", "xsub"),
+  "kinetics": (h.make_kinetics, "kinetics", "k400"),
+  "ssv2": (h.make_ssv2, "ssv2", "v2"),
+}
+
+
+@pytest.mark.parametrize("case", list(REMOTE_CASES))
+def test_remote_videos_annotations_and_out(tmp_path, mem, case):
+  """Raw data and output on memory:// (as on gs://): the same shards,
+  metadata and failures (paths renamed) as the local run."""
+  make, dataset, variant = REMOTE_CASES[case]
+  raw, remote_raw = str(tmp_path / "raw"), f"{mem}/raw"
+  fx = make(raw)
+  rfx = h.remote_fixture(fx, raw, remote_raw)
+  assert fs.is_remote(rfx["videos"])
+  local, remote = str(tmp_path / "out"), f"{mem}/out"
+  for split in prepare.DATASETS[dataset].variants[variant]:
+    want = run_split(fx, dataset, variant, split, local, num_shards=2)
+    got = run_split(rfx, dataset, variant, split, remote, num_shards=2)
+    assert got == want and got.num_clips > 0
+    assert read_split(remote, split)[1] == read_split(local, split)[1]
+    files = split_files(local, split)
+    failed = f"{split}.failures.jsonl"
+    files[failed] = files[failed].replace(raw.encode(), remote_raw.encode())
+    assert split_files(remote, split) == files
+  if "train_failures" in fx:
+    assert len(failures(remote, "train")) == fx["train_failures"]
+
+
+def test_resume_on_remote_out(tmp_path, mem, monkeypatch):
+  """On memory://: a crash leaves no half shard, and re-runs redo only the
+  shards that are not there."""
+  raw = str(tmp_path / "raw")
+  fx = h.remote_fixture(h.make_diving48(raw), raw, f"{mem}/raw")
+  out = f"{mem}/out"
+  real, seen = prepare.process_clip, []
+
+  def process(task, params):
+    if task.id == crash_at:
+      raise RuntimeError("worker died")
+    seen.append(task.id)
+    return real(task, params)
+
+  monkeypatch.setattr(prepare, "process_clip", process)
+  shard = [fs.join(out, record.shard_name("train", i, 3)) for i in range(3)]
+  done = [
+    fs.join(out, ".prepare", fs.basename(p) + ".done.json") for p in shard
+  ]
+  # Clips: -mmq0PT-u8k_00155, abc_00001 | abc_00002, trunc_00001 | ...
+  crash_at = "trunc_00001"
+  with pytest.raises(RuntimeError, match="worker died"):
+    run_split(fx, "diving48", "v2", "train", out, num_shards=3)
+  assert [fs.exists(p) for p in shard] == [True, False, False]
+  assert [fs.exists(p) for p in done] == [True, False, False]
+  assert sorted(fs.listdir(out)) == [".prepare", fs.basename(shard[0])]
+  crash_at = None
+  seen.clear()
+  s = run_split(fx, "diving48", "v2", "train", out, num_shards=3)
+  assert seen == ["abc_00002", "trunc_00001", "empty_00001", "nope_00001"]
+  assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
+  fsspec.filesystem("memory").rm(shard[1])
+  seen.clear()
+  s = run_split(fx, "diving48", "v2", "train", out, num_shards=3)
+  assert seen == ["abc_00002", "trunc_00001"]
+  assert (s.num_clips, s.num_failures) == (3, fx["train_failures"])
+  seen.clear()
+  run_split(fx, "diving48", "v2", "train", out, num_shards=3)
+  assert seen == []
+  check_clips(read_split(out, "train")[1], fx["train"])
