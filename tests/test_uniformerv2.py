@@ -247,3 +247,23 @@ def test_cudnn_attention_setting_reaches_every_backbone_block(monkeypatch):
     np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="attention_impl"):
     model.clone(attention_impl="flash").apply(v, video)
+
+
+@pytest.mark.parametrize("kt,st,pt", [(3, 2, 1), (1, 1, 0)])
+def test_patch_embedding_equals_conv3d(kt, st, pt):
+  """conv1 as slices + one matmul == the strided Conv3d it replaces."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 24, 24, 3))
+  fast = uv2.PatchEmbedding(
+    16, (kt, 8, 8), temporal_stride=st, temporal_padding=pt
+  )
+  v = nn.meta.unbox(fast.init(jax.random.key(1), x))
+  conv = nn.Conv(
+    16,
+    (kt, 8, 8),
+    strides=(st, 8, 8),
+    padding=((pt, pt), (0, 0), (0, 0)),
+    use_bias=False,
+  )
+  want = conv.apply(v, x)
+  assert want.shape == (2, 8 // st, 3, 3, 16)
+  np.testing.assert_allclose(fast.apply(v, x), want, rtol=1e-5, atol=1e-5)

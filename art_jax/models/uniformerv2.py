@@ -478,6 +478,49 @@ class UniBlock(nn.Module):
     return (x, cls_token), None
 
 
+class PatchEmbedding(nn.Module):
+  """UniFormerV2's conv1: a Conv3d of kernel (kt, p, p), stride (st, p, p),
+  temporal padding pt, no bias. (B, T, H, W, Cin) -> (B, T', H/p, W/p, C).
+
+  Same parameter (`kernel`, (kt, p, p, Cin, C)) and result as nn.Conv, but
+  computed as kt strided time slices, a patch reshape and one matmul, which
+  XLA runs as fast as the matmul on every backend (its CPU convolution
+  is slow, and more so with many input channels).
+  """
+
+  features: int
+  kernel_size: tuple[int, int, int]
+  temporal_stride: int = 1
+  temporal_padding: int = 0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kt, p, _ = self.kernel_size
+    st, pt = self.temporal_stride, self.temporal_padding
+    b, t, h, w, cin = x.shape
+    kernel = self.param(
+      "kernel",
+      nn.with_logical_partitioning(
+        torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
+      ),
+      (kt, p, p, cin, self.features),
+      self.param_dtype,
+    )
+    xp = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
+    t_out = (t + 2 * pt - kt) // st + 1
+    taps = jnp.stack(
+      [xp[:, k : k + st * (t_out - 1) + 1 : st] for k in range(kt)], 2
+    )  # (B, T', kt, H, W, Cin)
+    taps = taps.reshape(b, t_out, kt, h // p, p, w // p, p, cin)
+    return jnp.einsum(
+      "btkhpwqc,kpqcf->bthwf",
+      taps.astype(self.dtype),
+      kernel.astype(self.dtype),
+    )
+
+
 class UniFormerV2(nn.Module):
   """UniFormerV2 (fields named as the official VisionTransformer's args).
 
@@ -606,23 +649,20 @@ class UniFormerV2(nn.Module):
     self.check_config()
     self._check_input(video)
     p, c = self.patch_size, self.width
+    x = video.astype(self.dtype)
     if self.temporal_downsample:
       kt, st, pt = self.kernel_size, 2, (self.kernel_size - 1) // 2
     else:
       kt, st, pt = 1, 1, 0
-    x = nn.Conv(
+    x = PatchEmbedding(
       c,
       (kt, p, p),
-      strides=(st, p, p),
-      padding=((pt, pt), (0, 0), (0, 0)),
-      use_bias=False,
+      temporal_stride=st,
+      temporal_padding=pt,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
-      kernel_init=nn.with_logical_partitioning(
-        torch_kernel_init, (sh.CONV_T, sh.CONV_H, sh.CONV_W, None, sh.EMBED)
-      ),
       name="conv1",
-    )(video.astype(self.dtype))
+    )(x)
     b, t, gh, gw, _ = x.shape
     x = x.reshape(b, t, gh * gw, c)
 
