@@ -947,6 +947,12 @@ def test_dataflow_prepare(sandbox):
   assert wheel.endswith("-py3-none-any.whl") and "art_jax-" in wheel
   build = [c for c in cmds if c[1:4] == ["-m", "pip", "wheel"]]
   assert len(build) == 1 and "--no-deps" in build[0]
+  # gcsfs (gs:// for the prepare job) reaches the workers by a staged
+  # requirements file, next to the wheel.
+  req = flag(beam, "requirements_file")
+  assert os.path.dirname(req) == os.path.dirname(wheel), (req, wheel)
+  writes = [c for c in cmds if c[:2] == ["bash", "-c"]]
+  assert writes == [["bash", "-c", f"echo gcsfs >{req}"]], writes
 
   req = sandbox["tmp"] / "requirements.txt"
   req.write_text("art_jax\n")

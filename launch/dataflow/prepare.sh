@@ -36,7 +36,10 @@
 #   SPLITS         comma separated (default: all of the variant).
 #   PACKAGE        wheel (default): build a wheel of this checkout
 #                  (pip wheel --no-deps, from a copy in TMPDIR) and stage it with --extra_package;
-#                  the workers pip-install it with its dependencies.
+#                  the workers pip-install it with its dependencies. Unless
+#                  REQUIREMENTS or CONTAINER is given, a requirements file
+#                  with gcsfs (the `beam` extra's gs:// file system, which a
+#                  plain wheel install leaves out) is staged with it.
 #                  none: install nothing from here (use SETUP_FILE,
 #                  REQUIREMENTS or CONTAINER).
 #   SETUP_FILE     a setup.py for Beam's --setup_file.
@@ -126,6 +129,12 @@ if [[ "$PACKAGE" == wheel ]]; then
     art_die "pip wheel did not produce $wheel"
   fi
   beam+=(--extra_package="$wheel")
+  if [[ -z "$REQUIREMENTS$CONTAINER" ]]; then
+    # The prepare job reads and writes gs:// through fsspec, which needs
+    # gcsfs on every worker; the wheel's own dependencies do not bring it.
+    REQUIREMENTS="$build_dir/requirements.txt"
+    art_run bash -c "echo gcsfs >$(art_quote "$REQUIREMENTS")"
+  fi
 fi
 [[ -n "$SETUP_FILE" ]] && beam+=(--setup_file="$(cd "$(dirname "$SETUP_FILE")" && pwd)/$(basename "$SETUP_FILE")")
 [[ -n "$REQUIREMENTS" ]] && beam+=(--requirements_file="$REQUIREMENTS")
