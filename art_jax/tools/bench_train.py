@@ -29,7 +29,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _BATCH_SIZES = flags.DEFINE_list(
   "batch_sizes", None, "Global batch sizes (default: config's)."
 )
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per batch size.")
+_STEPS = flags.DEFINE_integer(
+  "steps",
+  10,
+  "Timed steps per batch size; 0: compile only (compile time and XLA's "
+  "temp memory, no state is created and nothing runs).",
+)
 _JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
 flags.mark_flags_as_required(["config"])
 
@@ -37,7 +42,8 @@ flags.mark_flags_as_required(["config"])
 def bench_one(
   config: ml_collections.ConfigDict, batch_size: int, steps: int
 ) -> dict:
-  """One row of the table for `batch_size` (global)."""
+  """One row of the table for `batch_size` (global); steps=0 compiles only
+  (step_s, clips_per_s and mfu are NaN)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.batch_size = batch_size
   rules = sh.LOGICAL_RULES
@@ -62,6 +68,27 @@ def bench_one(
   compiled, compile_s = train.compile_train_step(
     step_fn, setup, mesh, rules, video_shape
   )
+  # Per device: the compiled (scanned) step's XLA count under-reports the
+  # layers; MFU uses the model FLOPs of the unrolled forward x 3.
+  flops = bench_lib.model_train_flops(config, batch_size) / jax.device_count()
+  mem = compiled.memory_analysis()
+  row = {
+    "device": jax.devices()[0].device_kind,
+    "devices": jax.device_count(),
+    "batch": batch_size,
+    "frames": config.data.num_frames,
+    "crop": crop,
+    "dtype": config.model.dtype,
+    "compile_s": compile_s,
+    "step_s": float("nan"),
+    "clips_per_s": float("nan"),
+    "model_tflop_per_step_per_device": flops / 1e12,
+    "mfu": float("nan"),
+    "temp_gib": (getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**30,
+    "peak_gib": 0.0,
+  }
+  if steps == 0:
+    return row
   state = train.create_state(setup, mesh, rules, 0, bank)
   shardings = train.batch_shardings(mesh, rules)
   batch = {
@@ -79,26 +106,13 @@ def bench_one(
 
   times = bench_lib.time_calls(step, steps)
   step_s = float(np.median(times))
-  # Per device: the compiled (scanned) step's XLA count under-reports the
-  # layers; MFU uses the model FLOPs of the unrolled forward x 3.
-  flops = bench_lib.model_train_flops(config, batch_size) / jax.device_count()
   peak = reporting.device_peak_flops()
-  mem = compiled.memory_analysis()
-  row = {
-    "device": jax.devices()[0].device_kind,
-    "devices": jax.device_count(),
-    "batch": batch_size,
-    "frames": config.data.num_frames,
-    "crop": crop,
-    "dtype": config.model.dtype,
-    "compile_s": compile_s,
-    "step_s": step_s,
-    "clips_per_s": batch_size / step_s,
-    "model_tflop_per_step_per_device": flops / 1e12,
-    "mfu": (flops / step_s / peak) if flops and peak else float("nan"),
-    "temp_gib": (getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**30,
-    "peak_gib": (bench_lib.peak_memory_bytes() or 0) / 2**30,
-  }
+  row.update(
+    step_s=step_s,
+    clips_per_s=batch_size / step_s,
+    mfu=(flops / step_s / peak) if flops and peak else float("nan"),
+    peak_gib=(bench_lib.peak_memory_bytes() or 0) / 2**30,
+  )
   return row
 
 
