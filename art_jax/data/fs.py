@@ -116,19 +116,10 @@ def read_text(path: str) -> str:
 
 
 def write_text(path: str, text: str):
-  """Writes a whole file so that readers never see half of it.
-
-  Local: written to `path.tmp`, then renamed. Remote: one upload, which
-  object stores publish atomically.
-  """
-  if not is_remote(path):
-    path = _local(path)
-    with builtins.open(path + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
-    return
-  fs, p = _remote(path)
-  fs.pipe_file(p, text.encode())
+  """Writes a whole file so that readers never see half of it
+  (`local_output`: a temporary file renamed or uploaded when complete)."""
+  with local_output(path) as local, builtins.open(local, "w") as f:
+    f.write(text)
 
 
 @contextlib.contextmanager
