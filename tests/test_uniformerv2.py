@@ -204,23 +204,41 @@ def test_every_param_has_logical_names():
   assert tuple(specs["proj_2"]["kernel"]) == ("embed", "classes")
 
 
-def test_fused_attention_matches_einsum_path():
-  """jax.nn.dot_product_attention over extra leading axes, with a mask."""
+@pytest.mark.parametrize("lq,lk", [(5, 6), (5, 7), (6, 7), (4, 6)])
+def test_fused_attention_matches_einsum_path(lq, lk):
+  """jax.nn.dot_product_attention over extra leading axes, with and without
+  a mask; odd lengths (padded to even for cuDNN) give the same values and
+  gradients as the einsum path."""
   from art_jax.models import layers
 
   ks = jax.random.split(jax.random.key(3), 4)
-  q = jax.random.normal(ks[0], (2, 3, 5, 4, 8))  # (B, T, Lq, H, K)
-  k = jax.random.normal(ks[1], (2, 3, 6, 4, 8))
-  v = jax.random.normal(ks[2], (2, 3, 6, 4, 8))
-  mask = jax.random.bernoulli(ks[3], 0.7, (2, 1, 1, 5, 6)).at[..., 0].set(True)
-  want = jnp.einsum(
-    "...hql,...lhk->...qhk", layers.attention_weights(q, k, mask), v
+  q = jax.random.normal(ks[0], (2, 3, lq, 4, 8))  # (B, T, Lq, H, K)
+  k = jax.random.normal(ks[1], (2, 3, lk, 4, 8))
+  v = jax.random.normal(ks[2], (2, 3, lk, 4, 8))
+  mask = (
+    jax.random.bernoulli(ks[3], 0.7, (2, 1, 1, lq, lk)).at[..., 0].set(True)
   )
-  got = layers.fused_attention(q, k, v, mask, implementation="xla")
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  got = layers.fused_attention(q, k, v, None, implementation="xla")
-  want = jnp.einsum("...hql,...lhk->...qhk", layers.attention_weights(q, k), v)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def einsum_path(q, k, v, m):
+    return jnp.einsum(
+      "...hql,...lhk->...qhk", layers.attention_weights(q, k, m), v
+    )
+
+  def fused(q, k, v, m):
+    return layers.fused_attention(q, k, v, m, implementation="xla")
+
+  for m in (mask, None):
+    got, want = fused(q, k, v, m), einsum_path(q, k, v, m)
+    assert got.shape == q.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    g_got, g_want = (
+      jax.grad(
+        lambda q, k, v, f=f, m=m: jnp.sum(jnp.sin(f(q, k, v, m))), (0, 1, 2)
+      )(q, k, v)
+      for f in (fused, einsum_path)
+    )
+    for a, b in zip(g_got, g_want):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_cudnn_attention_setting_reaches_every_backbone_block(monkeypatch):

@@ -176,17 +176,41 @@ def fused_attention(
 
   q: (..., Lq, H, K); k, v: (..., Lk, H, K); mask broadcastable to
   (..., H, Lq, Lk). Returns (..., Lq, H, K).
+
+  cuDNN's training kernels take even sequence lengths only, and jax (0.10,
+  0.11) applies that rule to every differentiated call ("Unsupported sequence
+  length Q 197, KV 197" for ViT-B/16's 1 + 14 x 14 tokens). Odd lengths get
+  one padding token: a padded key is masked out through
+  `key_value_seq_lengths`, a padded query row is dropped from the output.
   """
-  lead = q.shape[:-3]
+  lead, (lq, heads), lk = q.shape[:-3], q.shape[-3:-1], k.shape[-3]
   flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  q, k, v = flat(q), flat(k), flat(v)
   if mask is not None:
-    heads, lq, lk = q.shape[-2], q.shape[-3], k.shape[-3]
     mask = jnp.broadcast_to(mask, lead + (heads, lq, lk))
     mask = mask.reshape((-1,) + mask.shape[-3:])
+  pad_q, pad_k = lq % 2, lk % 2
+  kv_lengths = None
+  if pad_q:
+    q = jnp.pad(q, ((0, 0), (0, 1), (0, 0), (0, 0)))
+  if pad_k:
+    k, v = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (k, v))
+    kv_lengths = jnp.full((q.shape[0],), lk, jnp.int32)
+  if mask is not None and (pad_q or pad_k):
+    mask = jnp.pad(
+      mask, ((0, 0), (0, 0), (0, pad_q), (0, 0)), constant_values=True
+    )
+    mask = jnp.pad(mask, ((0, 0), (0, 0), (0, 0), (0, pad_k)))
   out = jax.nn.dot_product_attention(
-    flat(q), flat(k), flat(v), mask=mask, implementation=implementation
+    q,
+    k,
+    v,
+    mask=mask,
+    key_value_seq_lengths=kv_lengths,
+    implementation=implementation,
   )
-  return out.reshape(q.shape)
+  out = out[:, :lq]
+  return out.reshape(lead + out.shape[1:])
 
 
 class MultiHeadAttention(nn.Module):

@@ -43,6 +43,8 @@ def model_train_flops(
 
   unrolled = ml_collections.ConfigDict(config.to_dict())
   unrolled.model.scan = False
+  # Same FLOPs either way; the XLA path also lowers for the CPU (below).
+  unrolled.model.attention_impl = "xla"
   model = train.build_model(unrolled)
   crop = config.data.crop_size
   video = jax.ShapeDtypeStruct(
@@ -53,10 +55,25 @@ def model_train_flops(
   variables = jax.eval_shape(
     lambda v, b: model.init(jax.random.key(0), v, b, train=False), video, bank
   )
-  lowered = jax.jit(
-    lambda var, v, b: model.apply(var, v, b, train=False)
-  ).lower(variables, video, bank)
-  return 3.0 * float(lowered.cost_analysis()["flops"])
+  return 3.0 * forward_flops(
+    lambda var, v, b: model.apply(var, v, b, train=False),
+    variables,
+    video,
+    bank,
+  )
+
+
+def forward_flops(fn: Callable[..., Any], *args: Any) -> float:
+  """XLA's FLOP count of jit(fn) at `args` (arrays or shape structs), from
+  the lowered HLO, never compiled. Some backends (GPU) give no cost analysis
+  of lowered HLO; then it is lowered for the host CPU, same program."""
+  cost = jax.jit(fn).lower(*args).cost_analysis()
+  if not cost or "flops" not in cost:
+    with jax.default_device(jax.devices("cpu")[0]):
+      cost = jax.jit(fn).lower(*args).cost_analysis()
+  if not cost or "flops" not in cost:
+    raise RuntimeError("XLA gives no cost analysis on this platform")
+  return float(cost["flops"])
 
 
 def random_video(shape: Sequence[int], sharding, seed: int = 0) -> jax.Array:
