@@ -4,7 +4,7 @@ Every clip shows one articulated figure (head, torso, two-segment arms and
 legs) doing the same base movement, a squat with an arm raise. Classes
 differ only in a small local region: which limb adds a local motion
 
-  flick   the forearm (or lower leg: "kick") snaps up and back, 2-3 times
+  flick   the forearm (or lower leg: "kick") snaps up and back, once or twice
   circle  the forearm turns one full turn around the elbow
   hold    the forearm is held pointing straight up
 
@@ -176,14 +176,14 @@ def sample_nuisance(
     "ground": size / 2 + 0.48 * fig_h + d * rng.uniform(-0.05, 0.05) * size,
     "phase": rng.uniform(),
     "speed": shrink(rng.uniform(0.6, 1.4), 1.0),  # base cycles per clip
-    "flicks": rng.integers(2, 4, size=2),
+    "flicks": rng.integers(1, 3, size=2),
     "flick_amp": rng.uniform(80, 110, size=2),
     "circle_dir": rng.choice([-1.0, 1.0], size=2),
     "shake": np.round(
       d * rng.normal(0, 0.6 * size / 64, size=(num_frames, 2))
     ).clip(-2, 2),
   }
-  single = (rng.uniform(0.08, 0.4), rng.uniform(0.42, 0.55))
+  single = (rng.uniform(0.05, 0.3), rng.uniform(0.5, 0.65))
   first = (rng.uniform(0.02, 0.08), rng.uniform(0.36, 0.42))
   gap, second_len = rng.uniform(0.03, 0.07), rng.uniform(0.36, 0.42)
   second = (first[0] + first[1] + gap, second_len)
