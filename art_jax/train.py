@@ -439,21 +439,26 @@ def write_tracklet_pictures(
   step: int,
   writer: "reporting.MetricWriter | None" = None,
   max_clips: int = 4,
+  labels: np.ndarray | None = None,
 ) -> list[str]:
-  """Tracklet + CAM pictures of the first clips of a batch (PNG + TB)."""
+  """Tracklet + CAM pictures of the first clips of a batch (PNG + TB),
+  titled with the prediction and, given `labels` (B,), the true class."""
   paths = []
   maps = explained.get("response_maps")  # absent in the baseline
+  name_of = lambda k: class_names[k] if class_names else str(k)
   for i in range(min(max_clips, frames.shape[0])):
     probs = explained["probs"][i]
     pred = int(np.argmax(probs))
-    name = class_names[pred] if class_names else str(pred)
+    title = f"pred: {name_of(pred)} ({probs[pred]:.2f})"
+    if labels is not None:
+      title = f"true: {name_of(int(labels[i]))}\n{title}"
     image = viz.clip_picture(
       frames[i],
       None if maps is None else maps[i],
       explained["tokens"][i],
       class_weights[:, pred],
       grid,
-      title=f"pred: {name} ({probs[pred]:.2f})",
+      title=title,
       scale=2,
     )
     paths.append(
@@ -739,22 +744,25 @@ def train_and_evaluate(
       g = to_global(first, mesh, rules)
       with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         explained = jax.device_get(explain(state, g["video"]))
-      if jax.process_index() == 0:
-        weights = np.asarray(
-          jax.device_get(
-            replicate(state.params["backbone"]["proj_2"]["kernel"])
-          ),
-          np.float32,
+      # Gathers are collectives: every process runs them, process 0 draws.
+      frames, labels, weights = jax.device_get(
+        (
+          replicate(g["video"]),
+          replicate(g["label"]),
+          replicate(state.params["backbone"]["proj_2"]["kernel"]),
         )
+      )
+      if jax.process_index() == 0:
         write_tracklet_pictures(
           explained,
-          np.asarray(jax.device_get(replicate(g["video"]))),
-          weights,
+          np.asarray(frames),
+          np.asarray(weights, np.float32),
           class_names,
           (grid, grid),
           os.path.join(workdir, "tracklets"),
           step,
           writer,
+          labels=np.asarray(labels),
         )
     scalars = {
       f"eval/{k}": metrics[k]

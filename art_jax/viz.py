@@ -138,13 +138,19 @@ def clip_picture(
   title: str = "",
   scale: int = 1,
 ) -> np.ndarray:
-  """Tracklet grid above the backbone CAM grid, with an optional title."""
+  """Tracklet grid above the backbone CAM grid, with an optional title (one
+  text line per line of `title`)."""
   parts = []
   if title:
+    lines = title.split("\n")
     strip = Image.new(
-      "RGB", (max(frames.shape[2] * scale * 4, 200), LABEL_HEIGHT + 4), "white"
+      "RGB",
+      (max(frames.shape[2] * scale * 4, 200), LABEL_HEIGHT * len(lines) + 4),
+      "white",
     )
-    ImageDraw.Draw(strip).text((2, 2), title, fill="black")
+    draw = ImageDraw.Draw(strip)
+    for k, line in enumerate(lines):
+      draw.text((2, 2 + LABEL_HEIGHT * k), line, fill="black")
     parts.append(np.asarray(strip))
   if response_maps is not None:
     parts.append(tracklet_grid(frames, response_maps, grid, scale))

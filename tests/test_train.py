@@ -200,7 +200,9 @@ def _run_two_processes(data, workdir, total_steps, port):
     "--config.data.num_classes=4",
     "--config.model.heads.top_k=4",
     f"--config.total_steps={total_steps}",
-    "--config.eval_every_steps=1000",
+    # An evaluation at step 4 on both hosts (gathers for the tracklet
+    # pictures are collectives: a host that skipped them would hang).
+    "--config.eval_every_steps=4",
     "--config.ckpt.every_steps=2",
     "--compilation_cache=",
     # Dropout masks follow row order, which differs between one host and
@@ -237,6 +239,8 @@ def test_two_processes_match_one_process_and_restore(data, tmp_path):
 
   workdir = str(tmp_path / "two")
   _run_two_processes(data, workdir, 4, portpicker.pick_unused_port())
+  assert os.path.exists(os.path.join(workdir, "eval", "eval_step4.json"))
+  assert "step4_clip0.png" in os.listdir(os.path.join(workdir, "tracklets"))
   single = str(tmp_path / "one")
   train.train_and_evaluate(
     make_config(
