@@ -194,7 +194,7 @@ def _run_two_processes(data, workdir, total_steps, port):
   args = [
     "--config=configs/finegym.py:runlocal",
     f"--workdir={workdir}",
-    "--mode=train",
+    "--mode=train_and_eval",
     f"--config.data.dir={data['data']}",
     f"--config.text_bank.dir={data['bank']}",
     "--config.data.num_classes=4",
