@@ -134,13 +134,9 @@ def local_copy(path: str) -> Iterator[str]:
     yield _local(path)
     return
   fs, p = _remote(path)
-  tmp = tempfile.mkdtemp(prefix="art_jax_copy_")
-  try:
-    local = os.path.join(tmp, posixpath.basename(p.rstrip("/")) or "file")
+  with _temp_path_like(p, "art_jax_copy_") as local:
     fs.get_file(p, local)
     yield local
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -163,10 +159,17 @@ def local_output(path: str) -> Iterator[str]:
     os.replace(tmp, path)
     return
   fs, p = _remote(path)
-  tmp = tempfile.mkdtemp(prefix="art_jax_out_")
-  try:
-    local = os.path.join(tmp, posixpath.basename(p.rstrip("/")) or "file")
+  with _temp_path_like(p, "art_jax_out_") as local:
     yield local
     fs.put_file(local, p)
+
+
+@contextlib.contextmanager
+def _temp_path_like(path: str, prefix: str) -> Iterator[str]:
+  """A path with the file name of `path` in a new temporary folder, which
+  is removed (with whatever was written there) on exit."""
+  tmp = tempfile.mkdtemp(prefix=prefix)
+  try:
+    yield os.path.join(tmp, posixpath.basename(path.rstrip("/")) or "file")
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -275,6 +275,15 @@ def _plan(
   return names, prints, done
 
 
+def _pending(
+  done: Sequence[dict | None], shards: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+  """(shard, clip index) of every clip of the shards not done, in order."""
+  return [
+    (i, j) for i, d in enumerate(done) if d is None for j in range(*shards[i])
+  ]
+
+
 def _map(fn, items, workers: int):
   """Ordered map: in-process for workers <= 1, else a spawn pool."""
   if workers <= 1:
@@ -297,12 +306,7 @@ def write_split_local(
   """Writes the shards not yet done; returns every shard's done-record."""
   process = process or process_clip
   names, prints, done = _plan(out, split, tasks, shards, params)
-  work = [
-    (i, tasks[j], params, process)
-    for i, d in enumerate(done)
-    if d is None
-    for j in range(*shards[i])
-  ]
+  work = [(i, tasks[j], params, process) for i, j in _pending(done, shards)]
   if not work:
     return done
   bar = tqdm(
@@ -393,12 +397,7 @@ def write_split_beam(
     ) from e
 
   names, prints, done = _plan(out, split, tasks, shards, params)
-  work = [
-    (i, j, tasks[j])
-    for i, d in enumerate(done)
-    if d is None
-    for j in range(*shards[i])
-  ]
+  work = [(i, j, tasks[j]) for i, j in _pending(done, shards)]
   if not work:
     return done
   options = pipeline_options.PipelineOptions(shlex.split(beam_options))
