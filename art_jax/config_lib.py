@@ -147,6 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.use_final = True  # CE on ART's final logits (off in the baseline)
   c.loss.use_mtc = True  # Eq 8 (Table V switches below)
   c.loss.lambda_mtc = 1.0
+  c.loss.mtc_warmup_steps = 0  # linear ramp of lambda_mtc (not in paper)
   c.loss.use_spa = True
   c.loss.use_tem = True
   c.loss.use_trk = True
@@ -193,6 +194,20 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.init_from = ml_collections.ConfigDict()
   c.init_from.path = config_dict.placeholder(str)  # converted params file
+  # Build init_from.path on first use by pose pretraining on synthetic
+  # stills (art_jax.pose_pretrain; the demo's stand-in for CLIP). Off: 0.
+  c.init_from.pose_pretrain = ml_collections.ConfigDict(
+    {
+      "steps": 0,
+      "batch_size": 128,
+      "lr": 1e-3,
+      "weight_decay": 0.05,
+      "num_images": 16384,
+      "num_val_images": 512,
+      "difficulty": 1.0,
+      "seed": 0,
+    }
+  )
   return c
 
 
@@ -237,6 +252,17 @@ def validate(
   if config.model.preset not in BACKBONE_PRESETS:
     problems.append(
       f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
+    )
+  pose = config.init_from.pose_pretrain
+  if pose.steps > 0 and not config.init_from.path:
+    problems.append(
+      "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "
+      "file it builds and the run loads)"
+    )
+  if pose.steps > 0 and not 0 < pose.batch_size <= pose.num_images:
+    problems.append(
+      f"init_from.pose_pretrain.batch_size={pose.batch_size} must be in "
+      f"(0, num_images={pose.num_images}]"
     )
   mesh = dict(config.mesh)
   fixed = 1

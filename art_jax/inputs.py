@@ -1,4 +1,5 @@
-"""Builds missing inputs before training: synthetic shards and the text bank.
+"""Builds missing inputs before training: synthetic shards, the text bank
+and (the demo's) pose-pretrained backbone.
 
 Real datasets are prepared by `python -m art_jax.data.prepare` beforehand;
 the synthetic demo data is cheap enough to render on first use. The text
@@ -6,7 +7,8 @@ bank is built on first use from `config.text_bank.clip` (a Hugging Face id
 or a local CLIP checkpoint, or "tiny" for a small random CLIP text tower
 written locally, which the demo uses because nothing can be downloaded)
 with the class names of the training split, through the same code path as
-`python -m art_jax.text_bank`.
+`python -m art_jax.text_bank`. A config with init_from.pose_pretrain.steps
+> 0 builds its init_from.path with `art_jax.pose_pretrain` if absent.
 
 Only process 0 builds; the others wait at a barrier.
 """
@@ -18,7 +20,7 @@ import ml_collections
 from absl import logging
 from jax.experimental import multihost_utils
 
-from art_jax import text_bank, tiny_clip
+from art_jax import pose_pretrain, text_bank, tiny_clip
 from art_jax.data import record, synthetic
 
 
@@ -91,5 +93,6 @@ def ensure_inputs(config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     ensure_synthetic_data(config)
     ensure_text_bank(config)
+    pose_pretrain.ensure_pose_backbone(config)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("art_jax.inputs")

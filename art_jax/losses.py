@@ -158,6 +158,10 @@ class LossConfig:
     use_global / use_final: CE(logits_g, y) / CE(logits, y). The baseline
       (Table IV setting 1) has no final head: use_final=False.
     use_mtc, lambda_mtc, use_spa / use_tem / use_trk, w_*: Eq. 8 (Table V).
+    mtc_warmup_steps: ramps λ_mtc linearly from 0 over this many optimiser
+      steps (0: the paper's constant λ_mtc). Not in the paper: a
+      from-scratch model (the demo) meets L_mtc's trivial optimum early,
+      responses made of the query prompts alone (README).
     margin: δ of L_tem; tracklet_temperature: κ of L_trk.
     use_ft, lambda_ft, use_vc / use_pc: Eq. 17 (Table VI).
     text_temperature: κ_v of L_vc and L_pc.
@@ -168,6 +172,7 @@ class LossConfig:
   use_final: bool = True
   use_mtc: bool = True
   lambda_mtc: float = 1.0
+  mtc_warmup_steps: int = 0
   use_spa: bool = True
   use_tem: bool = True
   use_trk: bool = True
@@ -199,10 +204,19 @@ LOSS_SETTINGS: dict[str, LossConfig] = {
 }
 
 
+def mtc_weight(cfg: LossConfig, step: jax.Array | int) -> jax.Array:
+  """λ_mtc at optimiser step `step` (after cfg.mtc_warmup_steps' ramp)."""
+  if cfg.mtc_warmup_steps <= 0:
+    return jnp.asarray(cfg.lambda_mtc, jnp.float32)
+  ramp = jnp.asarray(step, jnp.float32) / cfg.mtc_warmup_steps
+  return cfg.lambda_mtc * jnp.clip(ramp, 0.0, 1.0)
+
+
 def total_loss(
   outputs: Mapping[str, jax.Array],
   labels: jax.Array,
   cfg: LossConfig = LossConfig(),
+  step: jax.Array | int = 0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Eq. 18: CE(logits_g) + CE(logits) + λ_mtc L_mtc + λ_ft L_ft.
 
@@ -212,6 +226,7 @@ def total_loss(
       read are required).
     labels: (B,) int class ids.
     cfg: weights and switches.
+    step: optimiser steps done, read only by cfg.mtc_warmup_steps.
 
   Returns:
     (total (), terms) where terms holds every switched-on term unweighted
@@ -245,7 +260,7 @@ def total_loss(
       temperature=cfg.tracklet_temperature,
     )
     terms.update(parts)
-    total += cfg.lambda_mtc * terms["mtc"]
+    total += mtc_weight(cfg, step) * terms["mtc"]
   if cfg.use_ft and (cfg.use_vc or cfg.use_pc):
     ft = jnp.zeros((), jnp.float32)
     v, agent = outputs["video_embed"], outputs["agent_bank"]

@@ -258,7 +258,7 @@ def make_train_step(
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the pure `train_step(state, batch) -> (state, metrics)`."""
 
-  def loss_and_grads(params, batch_stats, bank, batch, rng):
+  def loss_and_grads(params, batch_stats, bank, batch, rng, step):
     def loss_fn(params):
       video = normalize_video(batch["video"], dtype)
       out, mutated = model.apply(
@@ -269,7 +269,7 @@ def make_train_step(
         rngs={"dropout": rng},
         mutable=["batch_stats"],
       )
-      total, terms = losses.total_loss(out, batch["label"], loss_config)
+      total, terms = losses.total_loss(out, batch["label"], loss_config, step)
       correct = jnp.mean(
         (jnp.argmax(out["logits"], -1) == batch["label"]).astype(jnp.float32)
       )
@@ -285,7 +285,7 @@ def make_train_step(
     rng = jax.random.fold_in(state.rng, state.step)
     if accum_steps == 1:
       grads, new_stats, metrics = loss_and_grads(
-        state.params, state.batch_stats, state.text_bank, batch, rng
+        state.params, state.batch_stats, state.text_bank, batch, rng, state.step
       )
     else:
 
@@ -298,6 +298,7 @@ def make_train_step(
           state.text_bank,
           micro,
           jax.random.fold_in(rng, i),
+          state.step,
         )
         add = lambda a, b: jax.tree.map(jnp.add, a, b)
         return (add(grad_sum, grads), stats, add(metric_sum, metrics)), None
@@ -310,6 +311,7 @@ def make_train_step(
           state.text_bank,
           jax.tree.map(lambda x: x[0], _micro_batches(batch, accum_steps)),
           rng,
+          state.step,
         )[2]
       )
       metric_zeros = jax.tree.map(
@@ -346,6 +348,10 @@ def make_train_step(
     metrics["train/grad_norm"] = grad_norm
     metrics["train/lr"] = jnp.asarray(schedule(state.step - 1), jnp.float32)
     metrics["train/finite"] = finite.astype(jnp.float32)
+    if loss_config.use_mtc and loss_config.mtc_warmup_steps > 0:
+      metrics["train/lambda_mtc"] = losses.mtc_weight(
+        loss_config, state.step - 1
+      )
     return state, metrics
 
   return train_step

@@ -194,6 +194,22 @@ def test_total_loss_is_the_weighted_sum():
   }  # fmt: skip
 
 
+def test_mtc_warmup_ramps_lambda_mtc_in_the_jitted_loss():
+  out, labels = _outputs(), jnp.array([1, 3])
+  cfg = losses.LossConfig(lambda_mtc=0.5, mtc_warmup_steps=10, use_ft=False)
+  loss = jax.jit(losses.total_loss, static_argnums=2)
+  mtc, _ = losses.mtc_loss(out["responses"])
+  ce = losses.cross_entropy(out["logits_global"], labels)
+  ce += losses.cross_entropy(out["logits"], labels)
+  for step, weight in ((0, 0.0), (4, 0.2), (10, 0.5), (1000, 0.5)):
+    total, _ = loss(out, labels, cfg, jnp.asarray(step))
+    np.testing.assert_allclose(total, ce + weight * mtc, rtol=1e-5)
+  # No warm-up: the paper's constant weight whatever the step.
+  constant = dataclasses.replace(cfg, mtc_warmup_steps=0)
+  total, _ = loss(out, labels, constant, jnp.asarray(0))
+  np.testing.assert_allclose(total, ce + 0.5 * mtc, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
   ("setting", "keys"),
   [

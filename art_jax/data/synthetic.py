@@ -102,10 +102,6 @@ def _pose(
   thigh = np.deg2rad(10 + 50 * squat)
   shin = np.deg2rad(10 - 40 * squat)
   hip_y = THIGH * np.cos(thigh) + SHIN * np.cos(shin)
-  zeros = np.zeros_like(t)
-  hip = np.stack([zeros, hip_y], -1)
-  neck = hip + np.array([0.0, TORSO])
-  shoulder_c = neck - np.array([0.0, 0.02])
   angles = {}
   for limb in LIMBS:
     if limb.endswith("arm"):
@@ -134,6 +130,21 @@ def _pose(
       angles[limb][1] = lower + ramp * (np.pi - lower)  # straight up
     else:
       raise ValueError(f"unknown motion {motion!r}")
+  return _skeleton(hip_y, angles)
+
+
+def _skeleton(
+  hip_y: np.ndarray, angles: dict[str, list[np.ndarray]]
+) -> dict[str, np.ndarray]:
+  """Joint positions from the hip height and two angles per limb.
+
+  hip_y (T,) in figure units; angles[limb] = [upper, lower] (T,) radians
+  from straight down, outward. -> {"hip"|"neck"|"head": (T, 2), limb:
+  (T, 3, 2) root, middle and end joint}.
+  """
+  hip = np.stack([np.zeros_like(hip_y), hip_y], -1)
+  neck = hip + np.array([0.0, TORSO])
+  shoulder_c = neck - np.array([0.0, 0.02])
   joints = {"hip": hip, "neck": neck, "head": neck + [0, NECK_TO_HEAD]}
   for limb in LIMBS:
     side = SIDE[limb]
@@ -148,6 +159,45 @@ def _pose(
       [root, mid, mid + len2 * _unit(angles[limb][1], side)], 1
     )
   return joints
+
+
+JOINT_ORDER = ("hip", "neck", "head") + tuple(
+  f"{limb}_{part}" for limb in LIMBS for part in ("root", "middle", "end")
+)
+
+
+def joint_array(joints: dict[str, np.ndarray]) -> np.ndarray:
+  """`_skeleton`'s dict -> (T, 15, 2) in JOINT_ORDER (figure units)."""
+  parts = [joints[k][:, None] for k in ("hip", "neck", "head")]
+  parts += [joints[limb] for limb in LIMBS]
+  return np.concatenate(parts, axis=1)
+
+
+def random_pose(rng: np.random.Generator, num_frames: int = 1):
+  """Independent random poses, wider than any class's: (T,) frames.
+
+  Squat depth, both angles of every limb drawn uniformly (arms anywhere
+  from down to up with the forearm at any angle; legs from straight to a
+  high kick). Used to pretrain the demo backbone on stills
+  (`art_jax.pose_pretrain`); the action classes are never drawn.
+  -> joints as `_skeleton`.
+  """
+
+  def u(lo: float, hi: float) -> np.ndarray:
+    return rng.uniform(lo, hi, size=num_frames)
+
+  squat = u(0.0, 1.0)
+  angles = {}
+  for limb in LIMBS:
+    if limb.endswith("arm"):
+      upper = np.deg2rad(u(0, 180))
+      angles[limb] = [upper, upper + np.deg2rad(u(-150, 180))]
+    else:
+      thigh = np.deg2rad(10 + 50 * squat + u(-10, 80))
+      angles[limb] = [thigh, thigh + np.deg2rad(u(-90, 30))]
+  thigh = np.deg2rad(10 + 50 * squat)
+  shin = np.deg2rad(10 - 40 * squat)
+  return _skeleton(THIGH * np.cos(thigh) + SHIN * np.cos(shin), angles)
 
 
 def sample_nuisance(
@@ -239,7 +289,37 @@ def render(
   nz = sample_nuisance(rng, num_frames, size, difficulty)
   nz["windows"] = nz["single"] if len(events) == 1 else nz["pair"]
   t = np.linspace(0, 1, num_frames)
-  j = _pose(events, t, nz)
+  return paint(_pose(events, t, nz), nz, rng, size)
+
+
+def to_pixels(
+  points: np.ndarray, nz: dict[str, Any], frames: slice | None = None
+) -> np.ndarray:
+  """Figure units (..., T, S, 2) -> image pixels (x right, y down), shaken.
+
+  `frames` selects the shake rows when painting fewer frames than drawn.
+  """
+  s = nz["fig_h"]
+  shake = nz["shake"][frames or slice(None), None, :]  # (T, 1, 2)
+  return (
+    np.stack(
+      [nz["cx"] + s * points[..., 0], nz["ground"] - s * points[..., 1]], -1
+    )
+    + shake
+  )
+
+
+def paint(
+  j: dict[str, np.ndarray],
+  nz: dict[str, Any],
+  rng: np.random.Generator,
+  size: int,
+) -> np.ndarray:
+  """Paints joints (`_skeleton`'s dict, T frames) over the nuisances.
+
+  Draws the pixel noise from `rng`. -> uint8 (T, size, size, 3).
+  """
+  num_frames = len(j["hip"])
   # Segments (T, S, 2) in pixels, their radii and colour groups.
   starts, ends, radii, groups = [], [], [], []
 
@@ -261,18 +341,12 @@ def render(
   for g, limb in enumerate(("left_arm", "right_arm"), 1):
     seg(j[limb][:, 0], j[limb][:, 1], LIMB_R, g)
     seg(j[limb][:, 1], j[limb][:, 2], LIMB_R, g)
-  s = nz["fig_h"]
-  shake = nz["shake"][:, None, :]  # (T, 1, 2) pixels, (x, y)
 
   def to_px(p):
-    p = np.stack(p, 1)  # (T, S, 2)
-    return (
-      np.stack([nz["cx"] + s * p[..., 0], nz["ground"] - s * p[..., 1]], -1)
-      + shake
-    )
+    return to_pixels(np.stack(p, 1), nz, slice(num_frames))  # (T, S, 2)
 
   a, b = to_px(starts).astype(np.float32), to_px(ends).astype(np.float32)
-  radii = np.array(radii, np.float32) * s
+  radii = np.array(radii, np.float32) * nz["fig_h"]
   groups = np.array(groups)
   # Background with integer shake and pixel noise.
   m = 4
@@ -280,7 +354,7 @@ def render(
   img = np.stack(
     [
       bg[m - int(y) : m - int(y) + size, m - int(x) : m - int(x) + size]
-      for x, y in nz["shake"]
+      for x, y in nz["shake"][:num_frames]
     ]
   )
   # Luminance noise: a third of the cost of per-channel noise.

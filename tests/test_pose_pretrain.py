@@ -1,0 +1,126 @@
+"""Pose pretraining on synthetic stills, the demo backbone's CLIP stand-in."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_config import load_config
+
+from art_jax import config_lib, pose_pretrain, train, weights
+from art_jax.data import synthetic
+from art_jax.models import uniformerv2
+
+
+def test_still_targets_land_on_the_figure():
+  size, n = 48, 24
+  images, targets = pose_pretrain.render_stills(3, n, size, difficulty=0.0)
+  assert images.shape == (n, size, size, 3) and images.dtype == np.uint8
+  assert targets.shape == (n, pose_pretrain.NUM_TARGETS)
+  xy = (targets.reshape(n, -1, 2) + 1.0) * size / 2.0
+  luminance = images.astype(np.float32).mean(-1)
+  on_figure = []
+  for i in range(n):
+    for x, y in xy[i]:
+      if 0 <= x < size and 0 <= y < size:
+        on_figure.append(luminance[i, int(y), int(x)])
+  # Difficulty 0: background grey 0.25, figure grey 0.775 (x 255).
+  assert len(on_figure) > 10 * n
+  assert min(on_figure) > 0.6 * 255
+  assert np.median(luminance) < 0.35 * 255
+  # The figure faces the camera: its left shoulder is on the image right.
+  names = synthetic.JOINT_ORDER
+  left = names.index("left_arm_root")
+  right = names.index("right_arm_root")
+  assert np.all(xy[:, left, 0] > xy[:, right, 0])
+  # Poses vary widely: forearm ends spread over the frame.
+  end = names.index("right_arm_end")
+  assert xy[:, end].std(0).min() > 3.0
+
+
+def test_still_rendering_is_deterministic_per_seed():
+  a = pose_pretrain.render_stills(5, 4, 32)
+  b = pose_pretrain.render_stills(5, 4, 32)
+  c = pose_pretrain.render_stills(6, 4, 32)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[0], c[0])
+
+
+def test_cleared_padding_taps_keep_stills():
+  model = uniformerv2.UniFormerV2(
+    input_resolution=16,
+    patch_size=8,
+    width=32,
+    layers=2,
+    heads=2,
+    return_list=(0, 1),
+    n_layers=2,
+    n_dim=32,
+    n_head=2,
+    mlp_dropout=(0.0, 0.0),
+    num_classes=5,
+    scan=False,
+  )
+  still = jax.random.normal(jax.random.key(0), (2, 1, 16, 16, 3))
+  video = jnp.repeat(still, 2, axis=1)
+  variables = weights.init_variables(model, jax.random.key(1))
+  kernel = variables["params"]["conv1"]["kernel"]
+  assert kernel.shape[0] == 3 and np.abs(kernel[0]).max() > 0
+  cleared = pose_pretrain.clear_padding_taps(kernel)
+  assert np.all(cleared[0] == 0)
+  np.testing.assert_array_equal(cleared[1:], kernel[1:])
+  new = jax.tree.map(lambda x: x, variables)
+  new["params"]["conv1"]["kernel"] = cleared
+  out, out_cleared = (model.apply(v, video) for v in (variables, new))
+  np.testing.assert_allclose(out["logits"], out_cleared["logits"], atol=1e-5)
+  np.testing.assert_allclose(out["tokens"], out_cleared["tokens"], atol=1e-5)
+  # Not the padding tap: clearing a trained one changes the still's output.
+  wrong = jax.tree.map(lambda x: x, variables)
+  wrong["params"]["conv1"]["kernel"] = np.asarray(kernel).copy()
+  wrong["params"]["conv1"]["kernel"][2] = 0
+  assert not np.allclose(model.apply(wrong, video)["logits"], out["logits"])
+
+
+def test_pose_pretraining_without_a_path_is_a_config_error():
+  c = load_config("demo")
+  c.init_from.path = None
+  with pytest.raises(config_lib.ConfigError, match="pose_pretrain"):
+    config_lib.validate(c, num_devices=1)
+
+
+def test_pretraining_learns_and_the_demo_loads_it(tmp_path):
+  c = load_config("demo", "runlocal")
+  c.data.dir = str(tmp_path / "data")
+  c.text_bank.dir = str(tmp_path / "data" / "bank")
+  c.init_from.path = str(tmp_path / "data" / "pose.msgpack")
+  c.init_from.pose_pretrain.update(
+    steps=40, batch_size=16, num_images=128, num_val_images=32
+  )
+  c.total_steps = 1
+  c.eval_every_steps = 1000
+  workdir = str(tmp_path / "run")
+  # The trainer builds data, text bank and the pose backbone, then loads it.
+  train.train_and_evaluate(c, workdir, mode="train")
+  _, meta = weights.read_params_file(c.init_from.path)
+  summary = json.loads(meta["source"])
+  assert summary["pose_pretrain"]["steps"] == 40
+  # From predicting ~nothing to at least the mean pose and better.
+  assert summary["val_error_px"] < 0.6 * summary["val_error_px_at_init"]
+  variables = weights.load_params_file(c.init_from.path)
+  kernel = variables["params"]["conv1"]["kernel"]
+  assert np.all(kernel[0] == 0) and np.abs(kernel[1:]).min(0).max() > 0
+  with open(os.path.join(workdir, "init_from_report.json")) as f:
+    report = json.load(f)
+  reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
+  assert reinit == {
+    "params/backbone/proj_2/kernel",
+    "params/backbone/proj_2/bias",
+  }
+  assert "params/backbone/conv1/kernel" in report["loaded"]
+  # Built once: a second run finds the file and leaves it alone.
+  mtime = os.path.getmtime(c.init_from.path)
+  pose_pretrain.ensure_pose_backbone(c)
+  assert os.path.getmtime(c.init_from.path) == mtime
