@@ -447,12 +447,19 @@ def write_tracklet_pictures(
   max_clips: int = 4,
   labels: np.ndarray | None = None,
 ) -> list[str]:
-  """Tracklet + CAM pictures of the first clips of a batch (PNG + TB),
-  titled with the prediction and, given `labels` (B,), the true class."""
+  """Tracklet + CAM pictures of `max_clips` clips of a batch (PNG + TB),
+  titled with the prediction and, given `labels` (B,), the true class.
+
+  The clips are spread evenly over the batch (first and last included), as
+  evaluation sets are often sorted by class; files and TensorBoard tags
+  carry the clip's index in the batch (`step{step}_clip{i}.png`).
+  """
   paths = []
   maps = explained.get("response_maps")  # absent in the baseline
   name_of = lambda k: class_names[k] if class_names else str(k)
-  for i in range(min(max_clips, frames.shape[0])):
+  b = frames.shape[0]
+  picks = np.linspace(0, b - 1, min(max_clips, b)).round().astype(int)
+  for i in np.unique(picks):
     probs = explained["probs"][i]
     pred = int(np.argmax(probs))
     title = f"pred: {name_of(pred)} ({probs[pred]:.2f})"

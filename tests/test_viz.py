@@ -41,6 +41,16 @@ def test_pictures_name_the_true_class_when_labels_are_given(tmp_path):
   assert [p.rsplit("/", 1)[1] for p in labelled] == [
     f"step7_clip{i}.png" for i in range(b)
   ]
+  # Out of a bigger batch, clips spread from first to last.
+  big = 10
+  explained = _explained(big, 2, 2, 4, 8, classes)
+  frames = np.zeros((big, 4, 16, 16, 3), np.uint8)
+  spread = train.write_tracklet_pictures(
+    explained, frames, weights, names, (4, 4), str(tmp_path / "s"), 3
+  )
+  assert [p.rsplit("/", 1)[1] for p in spread] == [
+    f"step3_clip{i}.png" for i in (0, 3, 6, 9)
+  ]
   for p, q in zip(plain, labelled, strict=True):
     h_plain = np.asarray(Image.open(p)).shape[0]
     assert np.asarray(Image.open(q)).shape[0] == h_plain + viz.LABEL_HEIGHT
