@@ -2,6 +2,9 @@
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,8 @@ from test_config import load_config
 from art_jax import config_lib, pose_pretrain, train, weights
 from art_jax.data import synthetic
 from art_jax.models import uniformerv2
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_still_targets_land_on_the_figure():
@@ -124,3 +129,26 @@ def test_pretraining_learns_and_the_demo_loads_it(tmp_path):
   mtime = os.path.getmtime(c.init_from.path)
   pose_pretrain.ensure_pose_backbone(c)
   assert os.path.getmtime(c.init_from.path) == mtime
+
+
+def test_command_line_writes_the_file_and_prints_the_summary(tmp_path):
+  out = tmp_path / "pose.msgpack"
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "art_jax.pose_pretrain",
+      "--config=configs/demo.py:runlocal",
+      f"--out={out}",
+      "--config.init_from.pose_pretrain.steps=2",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    check=False,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+  assert summary["out"] == str(out) and summary["steps"] == 2
+  assert os.path.exists(out)
