@@ -173,7 +173,9 @@ def joint_array(joints: dict[str, np.ndarray]) -> np.ndarray:
   return np.concatenate(parts, axis=1)
 
 
-def random_pose(rng: np.random.Generator, num_frames: int = 1):
+def random_pose(
+  rng: np.random.Generator, num_frames: int = 1
+) -> dict[str, np.ndarray]:
   """Independent random poses, wider than any class's: (T,) frames.
 
   Squat depth, both angles of every limb drawn uniformly (arms anywhere
