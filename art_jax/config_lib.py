@@ -233,6 +233,31 @@ class ConfigError(ValueError):
   """A config that cannot run; the message says what to change."""
 
 
+def pose_pretrain_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """What is wrong with init_from.pose_pretrain (empty when off or fine).
+
+  Checked by `validate` and, before building anything, by
+  `pose_pretrain.ensure_pose_backbone` (which runs before `validate`).
+  """
+  pose = config.init_from.pose_pretrain
+  if pose.steps <= 0:
+    return []
+  problems = []
+  if not config.init_from.path:
+    problems.append(
+      "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "
+      "file it builds and the run loads)"
+    )
+  if not 0 < pose.batch_size <= pose.num_images:
+    problems.append(
+      f"init_from.pose_pretrain.batch_size={pose.batch_size} must be in "
+      f"(0, num_images={pose.num_images}]"
+    )
+  if pose.num_val_images < 1:
+    problems.append("init_from.pose_pretrain.num_val_images must be >= 1")
+  return problems
+
+
 def validate(
   config: ml_collections.ConfigDict,
   *,
@@ -253,17 +278,7 @@ def validate(
     problems.append(
       f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
     )
-  pose = config.init_from.pose_pretrain
-  if pose.steps > 0 and not config.init_from.path:
-    problems.append(
-      "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "
-      "file it builds and the run loads)"
-    )
-  if pose.steps > 0 and not 0 < pose.batch_size <= pose.num_images:
-    problems.append(
-      f"init_from.pose_pretrain.batch_size={pose.batch_size} must be in "
-      f"(0, num_images={pose.num_images}]"
-    )
+  problems += pose_pretrain_problems(config)
   mesh = dict(config.mesh)
   fixed = 1
   for name, size in mesh.items():

@@ -250,6 +250,9 @@ def ensure_pose_backbone(config: ml_collections.ConfigDict) -> None:
   """Builds init_from.path by pose pretraining if configured and absent."""
   if config.init_from.pose_pretrain.steps <= 0:
     return
+  problems = config_lib.pose_pretrain_problems(config)
+  if problems:
+    raise config_lib.ConfigError("; ".join(problems))
   path = config.init_from.path
   if os.path.exists(path):
     return

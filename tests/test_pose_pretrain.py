@@ -81,8 +81,16 @@ def test_cleared_padding_taps_keep_stills():
 def test_pose_pretraining_without_a_path_is_a_config_error():
   c = load_config("demo")
   c.init_from.path = None
-  with pytest.raises(config_lib.ConfigError, match="pose_pretrain"):
+  with pytest.raises(config_lib.ConfigError, match="needs init_from.path"):
     config_lib.validate(c, num_devices=1)
+  # Also before anything is built (the trainer validates after inputs).
+  with pytest.raises(config_lib.ConfigError, match="needs init_from.path"):
+    pose_pretrain.ensure_pose_backbone(c)
+  c.init_from.path = "unused.msgpack"
+  pose = c.init_from.pose_pretrain
+  pose.batch_size = pose.num_images + 1
+  with pytest.raises(config_lib.ConfigError, match="batch_size"):
+    pose_pretrain.ensure_pose_backbone(c)
 
 
 def test_pretraining_learns_and_the_demo_loads_it(tmp_path):
