@@ -904,6 +904,10 @@ def train_and_evaluate(
       break
   if pending is not None:
     check_finite(pending)
+  if mode == "train_and_eval" and not last_eval and step == total_steps:
+    # Resumed at the last step (a finished run started again): nothing was
+    # trained, so evaluate here and return its numbers like a full run.
+    last_eval = run_eval(step)
 
   # 6. Done.
   manager.wait_until_finished()

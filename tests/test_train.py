@@ -99,6 +99,12 @@ def test_train_evaluate_checkpoint_and_reports(data, tmp_path):
   # --mode=eval on the checkpoint reproduces the last evaluation.
   again = train.train_and_evaluate(c, workdir, mode="eval")
   assert again["top1"] == result["top1"]
+  # Starting the finished run again trains nothing and still reports the
+  # final evaluation (tools/ablate reads it).
+  rerun = train.train_and_evaluate(c, workdir)
+  assert rerun["steps"] == 4 and rerun["losses"] == []
+  for k in ("top1", "top5", "mean_class_accuracy"):
+    assert rerun[k] == result[k], k
 
 
 def test_sigterm_then_resume_gives_the_same_losses_bit_for_bit(data, tmp_path):
