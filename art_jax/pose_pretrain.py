@@ -66,7 +66,7 @@ def render_stills(
     nz = synthetic.sample_nuisance(rng, 1, size, difficulty)
     joints = synthetic.random_pose(rng, 1)
     images[i] = synthetic.paint(joints, nz, rng, size)[0]
-    pixels = synthetic.to_pixels(synthetic.joint_array(joints), nz)  # (1, J, 2)
+    pixels = synthetic.to_pixels(synthetic.joint_array(joints), nz)
     targets[i] = (2.0 * pixels[0] / size - 1.0).reshape(-1)
   return images, targets
 
@@ -98,11 +98,12 @@ def clear_padding_taps(kernel: np.ndarray, frames: int = 2) -> np.ndarray:
 
 
 def _still_video(images: jax.Array, frames: int) -> jax.Array:
-  """uint8 (B, H, W, 3) -> CLIP-normalised float32 (B, frames, H, W, 3)."""
-  mean = jnp.asarray(config_lib.CLIP_MEAN, jnp.float32)
-  std = jnp.asarray(config_lib.CLIP_STD, jnp.float32)
-  x = (images.astype(jnp.float32) - mean) / std
-  return jnp.repeat(x[:, None], frames, axis=1)
+  """uint8 (B, H, W, 3) -> CLIP-normalised float32 (B, frames, H, W, 3),
+  normalised as the trainer does (`train.normalize_video`)."""
+  from art_jax import train  # noqa: PLC0415 - train imports inputs, us
+
+  x = train.normalize_video(images[:, None], jnp.float32)
+  return jnp.repeat(x, frames, axis=1)
 
 
 def mean_joint_error(

@@ -294,15 +294,11 @@ def render(
   return paint(_pose(events, t, nz), nz, rng, size)
 
 
-def to_pixels(
-  points: np.ndarray, nz: dict[str, Any], frames: slice | None = None
-) -> np.ndarray:
-  """Figure units (..., T, S, 2) -> image pixels (x right, y down), shaken.
-
-  `frames` selects the shake rows when painting fewer frames than drawn.
-  """
+def to_pixels(points: np.ndarray, nz: dict[str, Any]) -> np.ndarray:
+  """Figure units (T, S, 2) -> image pixels (x right, y down), shaken by
+  the first T rows of the camera shake."""
   s = nz["fig_h"]
-  shake = nz["shake"][frames or slice(None), None, :]  # (T, 1, 2)
+  shake = nz["shake"][: points.shape[-3], None, :]  # (T, 1, 2)
   return (
     np.stack(
       [nz["cx"] + s * points[..., 0], nz["ground"] - s * points[..., 1]], -1
@@ -345,7 +341,7 @@ def paint(
     seg(j[limb][:, 1], j[limb][:, 2], LIMB_R, g)
 
   def to_px(p):
-    return to_pixels(np.stack(p, 1), nz, slice(num_frames))  # (T, S, 2)
+    return to_pixels(np.stack(p, 1), nz)  # (T, S, 2)
 
   a, b = to_px(starts).astype(np.float32), to_px(ends).astype(np.float32)
   radii = np.array(radii, np.float32) * nz["fig_h"]
