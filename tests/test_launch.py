@@ -782,6 +782,47 @@ def test_gpu_bench_keys_and_gpu_count(sandbox):
   assert not (sandbox["tmp"] / "o").exists()
 
 
+def test_gpu_bench_kinds_and_profile(sandbox):
+  out = sandbox["tmp"] / "o"
+  cmds, _ = dry(
+    sandbox,
+    "gpu/bench",
+    f"OUT={out}",
+    "KINDS=train",
+    "PROFILE=3",
+    "MODELS=b16 l14",
+    "NDEV=1",
+  )
+  # Only the train benchmarks run, each profiled into its own folder, and
+  # they share the whole budget.
+  assert all("art_jax.tools.bench_infer" not in c for c in cmds)
+  limits = []
+  for model in ("b16", "l14"):
+    limit, cmd, _, _ = _bench_cmd(cmds, "bench_train", model)
+    limits.append(limit)
+    assert flag(cmd, "profile_steps") == "3"
+    assert flag(cmd, "profile_dir") == f"{out}/{model}_profile"
+  assert sum(limits) > 400, limits
+  cmds, _ = dry(sandbox, "gpu/bench", f"OUT={out}", "KINDS=infer", "NDEV=1")
+  assert all("art_jax.tools.bench_train" not in c for c in cmds)
+  _, cmd, _, _ = _bench_cmd(cmds, "bench_infer", "b16")
+  assert not any(w.startswith("--profile") for w in cmd)
+  # Off by default.
+  cmds, _ = dry(sandbox, "gpu/bench", f"OUT={out}", "NDEV=1")
+  _, cmd, _, _ = _bench_cmd(cmds, "bench_train", "b16")
+  assert not any(w.startswith("--profile") for w in cmd)
+  for args, message in [
+    (["KINDS=train eval"], "unknown benchmark 'eval'"),
+    (["KINDS="], "KINDS is required"),
+    (["PROFILE=three"], "PROFILE must be"),
+  ]:
+    proc = launch(
+      sandbox, "gpu/bench", "DRY_RUN=1", f"OUT={out}", *args, check=False
+    )
+    assert proc.returncode == 2, (args, proc.stderr)
+    assert message in proc.stderr, proc.stderr
+
+
 def test_gpu_bench_cpu_smoke_dry_run(sandbox):
   cmds, stdout = dry(sandbox, "gpu/bench", "CPU_SMOKE=1")
   assert _exports(stdout)["JAX_PLATFORMS"] == "cpu"

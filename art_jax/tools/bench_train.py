@@ -11,6 +11,7 @@ step / step time / the device's peak bf16 FLOP/s (art_jax.reporting).
 """
 
 import json
+import os
 
 import jax
 import ml_collections
@@ -21,7 +22,7 @@ from ml_collections import config_flags
 
 from art_jax import optim, reporting, train
 from art_jax import sharding as sh
-from art_jax.tools import bench_lib
+from art_jax.tools import bench_lib, step_profile
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file.", lock_config=False
@@ -36,14 +37,31 @@ _STEPS = flags.DEFINE_integer(
   "temp memory, no state is created and nothing runs).",
 )
 _JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
+_PROFILE_STEPS = flags.DEFINE_integer(
+  "profile_steps",
+  0,
+  "After timing, trace this many more steps of each batch size and print "
+  "where the device time goes (art_jax.tools.step_profile).",
+)
+_PROFILE_DIR = flags.DEFINE_string(
+  "profile_dir",
+  "runs/profile",
+  "Traces and b<batch>.{json,md} summaries of --profile_steps.",
+)
 flags.mark_flags_as_required(["config"])
 
 
 def bench_one(
-  config: ml_collections.ConfigDict, batch_size: int, steps: int
+  config: ml_collections.ConfigDict,
+  batch_size: int,
+  steps: int,
+  profile_steps: int = 0,
+  profile_dir: str = "runs/profile",
 ) -> dict:
   """One row of the table for `batch_size` (global); steps=0 compiles only
-  (step_s, clips_per_s and mfu are NaN)."""
+  (step_s, clips_per_s and mfu are NaN). profile_steps > 0 then traces that
+  many steps and writes `profile_dir`/b<batch>.{json,md} (step_profile);
+  the row gets `device_busy` (device op time / step time)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.batch_size = batch_size
   rules = sh.LOGICAL_RULES
@@ -113,7 +131,36 @@ def bench_one(
     mfu=(flops / step_s / peak) if flops and peak else float("nan"),
     peak_gib=(bench_lib.peak_memory_bytes() or 0) / 2**30,
   )
+  if profile_steps:
+    _profile(step, compiled.as_text(), profile_steps, profile_dir, row)
   return row
+
+
+def _profile(step, hlo_text: str, steps: int, profile_dir: str, row: dict):
+  """Trace `steps` steps; print and write the step_profile summary. A
+  profiler that fails (no CUPTI, say) costs the profile, not the row."""
+  try:
+    summary = step_profile.profile_calls(
+      step,
+      hlo_text,
+      steps,
+      os.path.join(profile_dir, "trace"),
+      module="train_step",
+      step_s=row["step_s"],
+    )
+  except Exception as e:  # noqa: BLE001 - report and go on
+    print(f"profile of batch {row['batch']} failed: {e!r}", flush=True)
+    row["device_busy"] = float("nan")
+    return
+  row["device_busy"] = summary["busy_fraction"]
+  text = step_profile.markdown(summary)
+  print(text, flush=True)
+  os.makedirs(profile_dir, exist_ok=True)
+  base = os.path.join(profile_dir, f"b{row['batch']}")
+  with open(base + ".md", "w") as f:
+    f.write(text + "\n")
+  with open(base + ".json", "w") as f:
+    json.dump(summary, f, indent=1)
 
 
 def main(argv):
@@ -123,7 +170,11 @@ def main(argv):
   rows = []
   for bs in sizes:
     try:
-      rows.append(bench_one(config, bs, _STEPS.value))
+      rows.append(
+        bench_one(
+          config, bs, _STEPS.value, _PROFILE_STEPS.value, _PROFILE_DIR.value
+        )
+      )
     except Exception as e:  # noqa: BLE001 - OOM ends the search, not the run
       if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
         raise

@@ -13,7 +13,8 @@
 #   launch/gpu/bench.sh [OUT=runs/bench] [MODELS="b16 l14"] [STEPS=5] \
 #       [BATCHES="b16:32,128 l14:16,64"] [INFER_BATCHES=1,32] \
 #       [BUDGET=450] [NDEV=8] [PYTHON=.venv/bin/python] [MEM_FRACTION=0.90] \
-#       [ATTENTION=cudnn] [XLA_EXTRA="--xla_..."] [ENV="K=V K2=V2"] [CPU_SMOKE=1] [DRY_RUN=1] \
+#       [ATTENTION=cudnn] [KINDS="train infer"] [PROFILE=3] \
+#       [XLA_EXTRA="--xla_..."] [ENV="K=V K2=V2"] [CPU_SMOKE=1] [DRY_RUN=1] \
 #       [--] [--config.x.y=... overrides for every benchmark]
 #
 # Arguments (KEY=VALUE; none is required):
@@ -44,6 +45,13 @@
 #   ATTENTION     backbone self-attention, config.model.attention_impl:
 #                 cudnn (flash attention; default) or xla (xla under
 #                 CPU_SMOKE).
+#   KINDS         which benchmarks: "train infer" (default), "train" or
+#                 "infer".
+#   PROFILE       trace this many more train steps at each batch size and
+#                 print where the device time goes, by pass and by module
+#                 (bench_train --profile_steps; art_jax.tools.step_profile);
+#                 summaries in OUT/<model>_profile/b<batch>.{md,json}.
+#                 Default 0 (off).
 #   XLA_EXTRA     more XLA flags after the block in launch/gpu/env.sh.
 #   ENV           more environment, "K=V K2=V2" (values without spaces).
 #   CPU_SMOKE=1   the same sequence on the CPU with the tiny `runlocal`
@@ -63,11 +71,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 OUT=runs/bench MODELS="b16 l14" STEPS="" BATCHES="" INFER_BATCHES=1,32
 BUDGET="" NDEV="" PYTHON="" MEM_FRACTION="" XLA_EXTRA="" ENV="" CPU_SMOKE=0
-ATTENTION=""
+ATTENTION="" KINDS="train infer" PROFILE=0
 art_parse_args 1 OUT MODELS STEPS BATCHES INFER_BATCHES BUDGET NDEV PYTHON \
-  MEM_FRACTION ATTENTION XLA_EXTRA ENV CPU_SMOKE -- "$@"
+  MEM_FRACTION ATTENTION KINDS PROFILE XLA_EXTRA ENV CPU_SMOKE -- "$@"
 art_bool CPU_SMOKE
-art_require OUT MODELS INFER_BATCHES
+art_require OUT MODELS INFER_BATCHES KINDS
 
 if ((CPU_SMOKE)); then
   : "${STEPS:=2}" "${BATCHES:=2,4}" "${BUDGET:=1200}" "${NDEV:=1}"
@@ -82,6 +90,14 @@ case "$ATTENTION" in
 esac
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || art_usage_error "STEPS must be a positive integer, not '$STEPS'"
 [[ "$BUDGET" =~ ^[1-9][0-9]*$ ]] || art_usage_error "BUDGET must be seconds, not '$BUDGET'"
+[[ "$PROFILE" =~ ^[0-9]+$ ]] || art_usage_error "PROFILE must be a number of steps, not '$PROFILE'"
+read -r -a kinds <<<"$KINDS"
+for k in "${kinds[@]}"; do
+  case "$k" in
+    train | infer) ;;
+    *) art_usage_error "KINDS: unknown benchmark '$k' (known: train infer)" ;;
+  esac
+done
 [[ "$INFER_BATCHES" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
   art_usage_error "INFER_BATCHES must look like 1,32, not '$INFER_BATCHES'"
 read -r -a models <<<"$MODELS"
@@ -153,6 +169,7 @@ art_run mkdir -p "$OUT"
 # The calls in order, with their weights in the time budget.
 calls=() weights=()
 for kind in train infer; do
+  [[ " ${kinds[*]} " == *" $kind "* ]] || continue
   for m in "${models[@]}"; do
     w=1
     [[ "$kind" == train ]] && w=3
@@ -191,6 +208,7 @@ for i in "${!calls[@]}"; do
     IFS=, read -r -a sizes <<<"$(batches_for "$m")"
     for b in "${sizes[@]}"; do global+=($((b * NDEV))); done
     cmd+=(--batch_sizes="$(IFS=,; echo "${global[*]}")")
+    ((PROFILE)) && cmd+=(--profile_steps="$PROFILE" --profile_dir="$OUT/${m}_profile")
   else
     cmd+=(--batch_sizes="$INFER_BATCHES")
   fi
@@ -252,7 +270,8 @@ def load(base):
     with open(base + ".json", "w") as f:
       json.dump(rows, f, indent=1)
   status = {"0": "ok", "124": "time limit", "137": "time limit",
-            "skipped": "skipped (no time left)"}.get(rc, f"failed (exit {rc})")
+            "skipped": "skipped (no time left)",
+            "missing": "not run"}.get(rc, f"failed (exit {rc})")
   return rows, status
 
 
