@@ -137,8 +137,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat_policy = "nothing_saveable"
   c.model.scan = True
-  # Backbone self-attention: "xla" (any device) or "cudnn" (flash attention
-  # on NVIDIA GPUs, bf16/fp16 compute only).
+  # Self-attention of the backbone, SE and the RSSA decoder: "xla" (any
+  # device) or "cudnn" (flash attention on NVIDIA GPUs, bf16/fp16 compute
+  # only). Attention whose maps are read (the decoder's cross-attention)
+  # always takes the einsum path.
   c.model.attention_impl = "xla"
 
   c.loss = ml_collections.ConfigDict()

@@ -93,6 +93,7 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
     num_classes=config.data.num_classes,
     scan=m.scan,
     remat_policy=m.remat_policy,
+    attention_impl=m.attention_impl,
   )
   return art_model.ART(
     backbone=backbone, heads=heads, dtype=dtype, param_dtype=param_dtype

@@ -249,6 +249,32 @@ def test_scan_matches_loop():
     np.testing.assert_allclose(got[name], want[name], atol=1e-5)
 
 
+def test_cudnn_attention_setting_reaches_se_and_decoder(monkeypatch):
+  """attention_impl="cudnn" routes SE's and the decoder's self-attention
+  through fused_attention (run here with XLA's kernel: cuDNN needs a GPU)
+  with the same outputs; the cross-attention keeps the einsum path, whose
+  maps are the response maps."""
+  from art_jax.models import layers
+
+  calls = []
+  real = layers.fused_attention
+
+  def xla_fused(q, k, v, mask=None, implementation="cudnn"):
+    calls.append((implementation, q.shape[-3], k.shape[-3]))
+    return real(q, k, v, mask, implementation="xla")
+
+  monkeypatch.setattr(layers, "fused_attention", xla_fused)
+  want = _outputs()
+  model = art.ARTHeads(**SMALL, attention_impl="cudnn")
+  got = model.apply(_params(), *_inputs())
+  # The scanned layer bodies (traced more than once by nn.scan): SE over
+  # L + k tokens per step, the decoder's self-attention over the N queries.
+  n, k = SMALL["num_queries"], SMALL["top_k"]
+  assert set(calls) == {("cudnn", n, n), ("cudnn", L + k, L + k)}
+  for name in ("logits", "responses", "response_maps", "tracklets"):
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+
+
 def test_gradients():
   model, params = art.ARTHeads(**SMALL), _params()
   tokens, feat, bank = _inputs()

@@ -39,6 +39,11 @@ BLOCKS = "backbone/backbone._blocks/while/body/closed_call"
       ("forward", "heads/se/layers/attn"),
     ),
     (f"{MODEL}/heads/add", ("forward", "heads")),
+    # jax 0.11 on GPUs adds eval_jaxpr to the scanned bodies' name stacks.
+    (
+      f"{MODEL}/backbone/eval_jaxpr/resblocks_scan_0/mlp/c_fc/dot_general",
+      ("forward", "backbone/resblocks_scan_0/mlp/c_fc"),
+    ),
     (f"{MODEL}/add", ("forward", "(model top level)")),
     (
       "jit(train_step)/transpose(jvp(bd,kmd->bkm))/dot_general",

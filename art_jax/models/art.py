@@ -61,6 +61,7 @@ class EncoderLayer(nn.Module):
   mlp_ratio: int
   dropout_rate: float = 0.0
   train: bool = False
+  attention_impl: str = "xla"  # "cudnn": flash attention on GPUs
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -72,6 +73,7 @@ class EncoderLayer(nn.Module):
       self.num_heads,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
+      attention_impl=self.attention_impl,
       name="attn",
     )(y)
     x = x + drop(checkpoint_name(y, "attn_out"))
@@ -97,6 +99,7 @@ class DecoderLayer(nn.Module):
   mlp_ratio: int
   dropout_rate: float = 0.0
   train: bool = False
+  attention_impl: str = "xla"  # self-attention; cross-attention returns maps
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -110,6 +113,7 @@ class DecoderLayer(nn.Module):
       self.num_heads,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
+      attention_impl=self.attention_impl,
     )
     norm = functools.partial(layers.LayerNorm, param_dtype=self.param_dtype)
     y, _ = attn(name="self_attn")(norm(name="ln_1")(q))
@@ -190,6 +194,8 @@ class ARTHeads(nn.Module):
     scan / remat_policy: nn.scan over the identical layers of each stack;
       remat_policy is 'none' or a key of `uniformerv2.REMAT_POLICIES`
       (layers tag their residual branches 'attn_out' / 'mlp_out').
+    attention_impl: "xla" or "cudnn" for the SE and decoder self-attention
+      (the decoder's cross-attention returns its maps, so it stays "xla").
   """
 
   num_classes: int
@@ -208,6 +214,7 @@ class ARTHeads(nn.Module):
   layer_dropout_rate: float = 0.0
   scan: bool = True
   remat_policy: str = "none"
+  attention_impl: str = "xla"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -224,6 +231,7 @@ class ARTHeads(nn.Module):
       mlp_ratio=self.mlp_ratio,
       dropout_rate=self.layer_dropout_rate,
       train=train,
+      attention_impl=self.attention_impl,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
     )

@@ -30,7 +30,7 @@ _INSTRUCTION = re.compile(
 # Name-stack pieces that say how, not where: jit wrappers, loops, remat.
 _NOISE = re.compile(
   r"^(jit\(.*\)|while|body|cond|closed_call|checkpoint|rematted_computation"
-  r"|remat|pjit|custom_jvp_call|custom_vjp_call|vmap\(.*\))$"
+  r"|remat|pjit|eval_jaxpr|custom_jvp_call|custom_vjp_call|vmap\(.*\))$"
 )
 
 # Control flow whose body ops are traced on their own.
