@@ -107,6 +107,14 @@ def test_summarise_sums_per_step_and_sorts():
   assert out["by_path"]["heads"] == pytest.approx(0.45)
   assert [r["op"] for r in out["top_ops"]] == ["b", "a", "d", "c"]
   assert "| heads | 450.00 | 75.0 |" in step_profile.markdown(out)
+  assert "note" not in out
+
+
+def test_summarise_says_when_command_buffers_hide_the_ops():
+  times = {"command_buffer_12": 0.8, "fusion.1": 0.2}
+  out = step_profile.summarise(times, {}, steps=1)
+  assert "80% of the time" in out["note"]
+  assert step_profile.NO_COMMAND_BUFFERS in step_profile.markdown(out)
 
 
 class _TwoLayers(nn.Module):
@@ -137,8 +145,12 @@ def test_profile_calls_attributes_time_to_the_right_module(tmp_path):
     module="train_step",
   )
   paths = out["by_path"]
-  # (Generous: timings on a busy 2-core CI box are noisy.)
-  assert paths["wide"] > 3 * paths.get("narrow", 0.0)
+  # 256x the FLOPs (typically 30x the time here; only "more" is asserted,
+  # as one descheduled thread on a busy 2-core box can stall an op).
+  assert paths["wide"] > paths["narrow"] > 0
+  # Its forward matmul and the backward one (at least) carry its name.
+  wide = [r["pass"] for r in out["top_ops"] if r["path"] == "wide"]
+  assert {"forward", "backward"} <= set(wide), wide
   assert out["by_pass"]["forward"] > 0 and out["by_pass"]["backward"] > 0
   assert out["device_s_per_step"] == pytest.approx(sum(paths.values()))
   assert out["trace"].endswith(".xplane.pb")

@@ -33,6 +33,10 @@ _NOISE = re.compile(
   r"|remat|pjit|eval_jaxpr|custom_jvp_call|custom_vjp_call|vmap\(.*\))$"
 )
 
+# XLA:GPU flag that runs every op as its own launch, so that the trace names
+# each one (command buffers, i.e. CUDA graphs, show as one opaque op).
+NO_COMMAND_BUFFERS = "--xla_gpu_enable_command_buffer="
+
 # Control flow whose body ops are traced on their own.
 _CONTAINER = re.compile(r"^(while|conditional|call)(\.\d+)?$")
 
@@ -179,6 +183,13 @@ def summarise(
   if step_s:
     out["step_s"] = step_s
     out["busy_fraction"] = total / step_s
+  graphs = sum(r["s"] for r in ops if r["op"].startswith("command_buffer"))
+  if total and graphs > 0.1 * total:
+    out["note"] = (
+      f"{100 * graphs / total:.0f}% of the time is in XLA command buffers "
+      "(CUDA graphs), whose ops the trace does not name: profile again with "
+      f"XLA_FLAGS={NO_COMMAND_BUFFERS} (bench.sh: XLA_EXTRA=...)"
+    )
   return out
 
 
@@ -234,7 +245,7 @@ def markdown(summary: dict[str, Any], top: int = 25) -> str:
       f" of {1e3 * summary['step_s']:.2f} ms wall "
       f"({100 * summary['busy_fraction']:.0f}% busy)"
     )
-  lines = [head, ""]
+  lines = [head, ""] + ([summary["note"], ""] if "note" in summary else [])
   lines += _table("pass", summary["by_pass"].items(), total, top)
   lines += [""] + _table("module", summary["by_path"].items(), total, top)
   lines += ["", "| op | pass | module | ms/step | % |", "|---|---|---|---|---|"]
