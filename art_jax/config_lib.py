@@ -208,6 +208,10 @@ def base_config() -> ml_collections.ConfigDict:
       "num_val_images": 512,
       "difficulty": 1.0,
       "seed": 0,
+      # False: random-pose stills; True: clips of data.num_frames frames of
+      # random motion (every joint of every frame regressed; num_images and
+      # num_val_images count clips).
+      "clips": False,
     }
   )
   return c

@@ -1,4 +1,5 @@
-"""Pose pretraining on synthetic stills, the demo backbone's CLIP stand-in."""
+"""Pose pretraining on synthetic stills or clips, the demo backbone's CLIP
+stand-in."""
 
 import json
 import os
@@ -54,6 +55,49 @@ def test_still_rendering_is_deterministic_per_seed():
   np.testing.assert_array_equal(a[0], b[0])
   np.testing.assert_array_equal(a[1], b[1])
   assert not np.array_equal(a[0], c[0])
+
+
+def test_clip_targets_follow_the_figure_in_every_frame():
+  size, n, frames = 48, 12, 8
+  images, targets = pose_pretrain.render_clips(
+    3, n, size, frames, difficulty=0.0
+  )
+  assert images.shape == (n, frames, size, size, 3)
+  assert targets.shape == (n, frames * pose_pretrain.NUM_TARGETS)
+  xy = (targets.reshape(n, frames, -1, 2) + 1.0) * size / 2.0
+  luminance = images.astype(np.float32).mean(-1)
+  on_figure = [
+    luminance[i, f, int(y), int(x)]
+    for i in range(n)
+    for f in range(frames)
+    for x, y in xy[i, f]
+    if 0 <= x < size and 0 <= y < size
+  ]
+  assert len(on_figure) > 10 * n * frames
+  assert min(on_figure) > 0.6 * 255  # every target on the painted figure
+  # The limbs move within clips: forearm ends travel several pixels.
+  end = synthetic.JOINT_ORDER.index("left_arm_end")
+  travel = np.linalg.norm(xy[:, 1:, end] - xy[:, :-1, end], axis=-1).sum(1)
+  assert np.median(travel) > 5.0
+  again = pose_pretrain.render_clips(3, 2, size, frames, difficulty=0.0)
+  np.testing.assert_array_equal(again[0], images[:2])
+  np.testing.assert_array_equal(again[1], targets[:2])
+
+
+def test_random_motion_is_smooth_and_wide():
+  t = np.linspace(0.0, 1.0, 400)
+  ends, steps = [], []
+  for i in range(40):
+    joints = synthetic.joint_array(
+      synthetic.random_motion(np.random.default_rng([1, i]), t)
+    )
+    steps.append(np.abs(np.diff(joints, axis=0)).max())
+    ends.append(joints[:, synthetic.JOINT_ORDER.index("right_arm_end")])
+  # No jumps: at 400 samples a joint moves < 0.03 figure heights per step
+  # (a turn of 400 degrees over 30% of the clip moves ~0.025).
+  assert max(steps) < 0.03
+  ends = np.concatenate(ends)
+  assert ends.std(0).min() > 0.1  # forearms reach all around
 
 
 def test_cleared_padding_taps_keep_stills():
@@ -121,6 +165,22 @@ def test_pretraining_learns_and_the_demo_loads_it(tmp_path):
   mtime = os.path.getmtime(c.init_from.path)
   pose_pretrain.ensure_pose_backbone(c)
   assert os.path.getmtime(c.init_from.path) == mtime
+
+
+def test_clip_pretraining_learns_every_frame_and_keeps_all_taps(tmp_path):
+  c = load_config("demo", "runlocal")
+  c.init_from.pose_pretrain.update(
+    clips=True, steps=40, batch_size=16, num_images=96, num_val_images=16
+  )
+  out = str(tmp_path / "pose.msgpack")
+  summary = pose_pretrain.pretrain(c, out)
+  assert summary["val_error_px"] < 0.6 * summary["val_error_px_at_init"]
+  variables = weights.load_params_file(out)
+  head = variables["params"]["proj_2"]["kernel"]
+  assert head.shape[-1] == c.data.num_frames * pose_pretrain.NUM_TARGETS
+  # Every time tap of the patch embedding read real frames: none cleared.
+  kernel = variables["params"]["conv1"]["kernel"]
+  assert np.abs(kernel).reshape(kernel.shape[0], -1).max(1).min() > 0
 
 
 def test_command_line_writes_the_file_and_prints_the_summary(tmp_path):

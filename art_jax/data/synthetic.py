@@ -202,6 +202,55 @@ def random_pose(
   return _skeleton(THIGH * np.cos(thigh) + SHIN * np.cos(shin), angles)
 
 
+def random_motion(
+  rng: np.random.Generator, t: np.ndarray
+) -> dict[str, np.ndarray]:
+  """A smooth random movement of the whole figure at times t (T,) in [0, 1].
+
+  The squat follows a random cosine; every limb's upper angle a random slow
+  sway around a random angle; every lower angle (forearm, lower leg) starts
+  at a random angle and, over a random window of the clip, stays, swings
+  (a random number of 0.5-2.5 swings of random size) or turns (by 180-400
+  degrees either way), holding where the window ends. Angle ranges are
+  `random_pose`'s. Used to pretrain the demo backbone on motion
+  (`art_jax.pose_pretrain`); the action classes are never drawn.
+  -> joints as `_skeleton`.
+  """
+  deg = np.deg2rad
+  phase, speed, depth = rng.uniform(), rng.uniform(0.5, 1.5), rng.uniform()
+  squat = depth * (0.5 - 0.5 * np.cos(2 * np.pi * (phase + speed * t)))
+
+  def sway(max_amp: float) -> np.ndarray:
+    amp, freq, ph = rng.uniform(0, max_amp), rng.uniform(0, 1.5), rng.uniform()
+    return deg(amp) * np.sin(2 * np.pi * (freq * t + ph))
+
+  def local() -> np.ndarray:
+    start, length = rng.uniform(0, 0.5), rng.uniform(0.3, 0.7)
+    u = np.clip((t - start) / length, 0, 1)
+    kind = rng.integers(3)
+    if kind == 1:  # swing out and back
+      amp = rng.choice([-1.0, 1.0]) * rng.uniform(40, 120)
+      return deg(amp) * (
+        0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.5, 2.5) * u)
+      )
+    if kind == 2:  # turn
+      return rng.choice([-1.0, 1.0]) * deg(rng.uniform(180, 400)) * u
+    return np.zeros_like(t)
+
+  angles = {}
+  for limb in LIMBS:
+    if limb.endswith("arm"):
+      upper = deg(rng.uniform(0, 180)) + sway(40)
+      lower = upper + deg(rng.uniform(-150, 180)) + local()
+    else:
+      upper = deg(10 + 50 * squat + rng.uniform(-10, 60)) + sway(20)
+      lower = upper + deg(rng.uniform(-90, 30)) + local()
+    angles[limb] = [upper, lower]
+  thigh = np.deg2rad(10 + 50 * squat)
+  shin = np.deg2rad(10 - 40 * squat)
+  return _skeleton(THIGH * np.cos(thigh) + SHIN * np.cos(shin), angles)
+
+
 def sample_nuisance(
   rng: np.random.Generator,
   num_frames: int,
