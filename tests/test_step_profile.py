@@ -154,3 +154,69 @@ def test_profile_calls_attributes_time_to_the_right_module(tmp_path):
   assert out["by_pass"]["forward"] > 0 and out["by_pass"]["backward"] > 0
   assert out["device_s_per_step"] == pytest.approx(sum(paths.values()))
   assert out["trace"].endswith(".xplane.pb")
+
+
+@pytest.mark.parametrize(
+  "op, op_name, kind",
+  [
+    ("custom-call.88", f"{MODEL}/backbone/mlp/c_fc/dot_general", "matmul"),
+    # A backward cuBLAS GEMM whose root is the transpose of the forward's.
+    ("custom-call.133", f"{BACKWARD}/backbone/mlp/c_fc/transpose", "matmul"),
+    ("dot.1043", f"{BACKWARD}/backbone/mlp/transpose", "matmul"),  # CPU
+    ("gemm_fusion_dot.12", f"{MODEL}/heads/add", "matmul"),
+    (
+      "dot_product_attention_bwd.24",
+      f"{BACKWARD}/backbone/attn/x",
+      "attention",
+    ),
+    (
+      "input_add_reduce_fusion.3",
+      f"{BACKWARD}/backbone/ln/reduce_sum",
+      "reduction",
+    ),
+    (
+      "input_concatenate_fusion.9",
+      f"{MODEL}/backbone/concatenate",
+      "data movement",
+    ),
+    ("loop_pad_fusion", f"{MODEL}/backbone/attn/pad", "data movement"),
+    ("copy.12", "", "data movement"),
+    ("loop_multiply_fusion.2", f"{MODEL}/backbone/mlp/mul", "elementwise"),
+    ("command_buffer_463", "", "CUDA graph"),
+  ],
+)
+def test_op_kind(op, op_name, kind):
+  assert step_profile.op_kind(op, op_name) == kind
+
+
+def test_saved_summary_prints_again(tmp_path):
+  import gzip
+  import json
+  import subprocess
+  import sys
+
+  names = {
+    "dot.1": f"{MODEL}/heads/mlp/dot_general",
+    "fusion.2": f"{BACKWARD}/{BLOCKS}/resblock/ln/reduce_sum",
+  }
+  saved = step_profile.summarise({"dot.1": 0.02, "fusion.2": 0.06}, names, 2)
+  path = tmp_path / "b8.json.gz"
+  with gzip.open(path, "wt") as f:
+    json.dump(saved, f)
+  again = step_profile.resummarise(saved, depth=1)
+  assert again["by_kind"] == pytest.approx({"reduction": 0.03, "matmul": 0.01})
+  assert again["by_path"] == pytest.approx({"backbone": 0.03, "heads": 0.01})
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "art_jax.tools.step_profile",
+      str(path),
+      "--depth=2",
+    ],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  assert "| backbone/resblock | 30.00 | 75.0 |" in proc.stdout
+  assert "| matmul | 10.00 | 25.0 |" in proc.stdout

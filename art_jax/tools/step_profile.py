@@ -100,6 +100,60 @@ def classify(
   return pass_, "/".join(path[:depth]) or "(model top level)"
 
 
+_REDUCTIONS = {
+  "reduce_sum",
+  "reduce_max",
+  "reduce_min",
+  "reduce_prod",
+  "argmax",
+  "argmin",
+  "reduce_and",
+  "reduce_or",
+}
+_DATA_MOVEMENT = {
+  "copy",
+  "transpose",
+  "concatenate",
+  "pad",
+  "slice",
+  "dynamic_slice",
+  "dynamic_update_slice",
+  "broadcast_in_dim",
+  "reshape",
+  "gather",
+  "scatter",
+  "scatter-add",
+  "rev",
+  "select_and_scatter_add",
+  "squeeze",
+  "expand_dims",
+}
+
+
+def op_kind(op: str, op_name: str) -> str:
+  """What an XLA op does, from its HLO name and its root's jax primitive:
+  "matmul", "attention" (fused kernels), "reduction", "data movement",
+  "elementwise" or "CUDA graph" (an opaque command buffer)."""
+  primitive = op_name.rsplit("/", 1)[-1]
+  if "dot_product_attention" in op or "dot_product_attention" in op_name:
+    return "attention"
+  if op.startswith("command_buffer"):
+    return "CUDA graph"
+  # cuBLAS GEMMs are custom calls; a backward matmul's root is often a
+  # `transpose` of the forward one, so the HLO name decides first.
+  if primitive == "dot_general" or re.match(
+    r"(custom-call|cublas|gemm_fusion|triton_gemm|dot)([._]|$)", op
+  ):
+    return "matmul"
+  if primitive in _DATA_MOVEMENT or op.startswith(
+    ("copy", "wrapped_transpose")
+  ):
+    return "data movement"
+  if primitive in _REDUCTIONS or op.startswith(("input_", "reduce")):
+    return "reduction"
+  return "elementwise"
+
+
 def _event_planes(space: Any) -> list[Any]:
   """Device planes if the trace has any, else the host planes (CPU)."""
   planes = list(space.planes)
@@ -152,13 +206,15 @@ def summarise(
   step_s: float | None = None,
   depth: int = 4,
 ) -> dict[str, Any]:
-  """Per-step device seconds by pass, by (pass-free) module path and by op.
+  """Per-step device seconds by pass, by (pass-free) module path, by kind
+  of op (`op_kind`) and by op.
 
   `step_s` (the measured wall time of one step) adds the share of the step
   the device was busy with these ops.
   """
   by_pass: dict[str, float] = collections.defaultdict(float)
   by_path: dict[str, float] = collections.defaultdict(float)
+  by_kind: dict[str, float] = collections.defaultdict(float)
   ops = []
   for op, seconds in times.items():
     op_name = names.get(op, "")
@@ -167,10 +223,19 @@ def summarise(
     else:  # copies and layout changes XLA added
       pass_, path = "?", "(no op_name: copies, layout)"
     per_step = seconds / steps
+    kind = op_kind(op, op_name)
     by_pass[pass_] += per_step
     by_path[path] += per_step
+    by_kind[kind] += per_step
     ops.append(
-      {"op": op, "s": per_step, "pass": pass_, "path": path, "op_name": op_name}
+      {
+        "op": op,
+        "s": per_step,
+        "pass": pass_,
+        "path": path,
+        "kind": kind,
+        "op_name": op_name,
+      }
     )
   total = sum(by_pass.values())
   ops.sort(key=lambda r: -r["s"])
@@ -178,6 +243,7 @@ def summarise(
     "device_s_per_step": total,
     "by_pass": dict(sorted(by_pass.items(), key=lambda kv: -kv[1])),
     "by_path": dict(sorted(by_path.items(), key=lambda kv: -kv[1])),
+    "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
     "top_ops": ops,
   }
   if step_s:
@@ -237,7 +303,7 @@ def _table(
 
 
 def markdown(summary: dict[str, Any], top: int = 25) -> str:
-  """The summary as Markdown tables (pass, module path, top ops)."""
+  """The summary as Markdown tables (pass, kind, module path, top ops)."""
   total = summary["device_s_per_step"] or float("nan")
   head = f"Device time of XLA ops: {1e3 * total:.2f} ms/step"
   if "step_s" in summary:
@@ -247,6 +313,7 @@ def markdown(summary: dict[str, Any], top: int = 25) -> str:
     )
   lines = [head, ""] + ([summary["note"], ""] if "note" in summary else [])
   lines += _table("pass", summary["by_pass"].items(), total, top)
+  lines += [""] + _table("kind of op", summary["by_kind"].items(), total, top)
   lines += [""] + _table("module", summary["by_path"].items(), total, top)
   lines += ["", "| op | pass | module | ms/step | % |", "|---|---|---|---|---|"]
   for r in summary["top_ops"][:top]:
@@ -255,3 +322,34 @@ def markdown(summary: dict[str, Any], top: int = 25) -> str:
       f"{1e3 * r['s']:.2f} | {100 * r['s'] / total:.1f} |"
     )
   return "\n".join(lines)
+
+
+def resummarise(summary: dict[str, Any], depth: int = 4) -> dict[str, Any]:
+  """A saved summary (JSON of `summarise`) grouped again, e.g. at another
+  `depth` or after this module's rules changed."""
+  times = {r["op"]: r["s"] for r in summary["top_ops"]}
+  names = {r["op"]: r["op_name"] for r in summary["top_ops"]}
+  return summarise(times, names, 1, summary.get("step_s"), depth)
+
+
+def main(argv: list[str]) -> None:
+  """python -m art_jax.tools.step_profile SUMMARY.json[.gz] [--top] [--depth]"""
+  import argparse  # noqa: PLC0415
+  import gzip  # noqa: PLC0415
+  import json  # noqa: PLC0415
+
+  parser = argparse.ArgumentParser(description=main.__doc__)
+  parser.add_argument("summary", help="b<batch>.json written by bench_train")
+  parser.add_argument("--top", type=int, default=25)
+  parser.add_argument("--depth", type=int, default=4)
+  args = parser.parse_args(argv)
+  opener = gzip.open if args.summary.endswith(".gz") else open
+  with opener(args.summary, "rt") as f:
+    summary = json.load(f)
+  print(markdown(resummarise(summary, args.depth), args.top))
+
+
+if __name__ == "__main__":
+  import sys
+
+  main(sys.argv[1:])
