@@ -173,6 +173,35 @@ def test_train_mode_updates_batch_stats_and_needs_dropout_rng():
   )
 
 
+def test_local_mhra_token_mask_equals_running_on_the_kept_tokens():
+  """The blocks run Local MHRA on all tokens with the class token masked out
+  of the BatchNorm statistics (no slice / concatenate): outputs on the patch
+  tokens, batch-stat updates and gradients equal the official
+  patch-tokens-only computation, in train mode."""
+  x = jax.random.normal(jax.random.key(0), (2, 4, 5, 12)) * 2.0 + 0.5
+  mhra = uv2.LocalMHRA(train=True)
+  v = _noisy_init(mhra, x[:, :, 1:])
+  patches = jnp.arange(5) > 0
+
+  def run(v, full):
+    if full:
+      y, new = mhra.apply(v, x, token_mask=patches, mutable=["batch_stats"])
+      return y[:, :, 1:], new
+    return mhra.apply(v, x[:, :, 1:], mutable=["batch_stats"])
+
+  (want, want_stats), (got, got_stats) = run(v, False), run(v, True)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(got_stats), jax.tree.leaves(want_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Without the mask the class token shifts the statistics: not equal.
+  plain, _ = mhra.apply(v, x, mutable=["batch_stats"])
+  assert not np.allclose(plain[:, :, 1:], want, atol=1e-3)
+  loss = lambda p, full: jnp.sum(jnp.sin(run({**v, "params": p}, full)[0]))
+  g_want, g_got = (jax.grad(loss)(v["params"], f) for f in (False, True))
+  for a, b in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_bf16_compute_with_f32_params():
   video = _video()
   f32 = uv2.UniFormerV2(**TINY)
