@@ -259,9 +259,9 @@ def test_cudnn_attention_setting_reaches_se_and_decoder(monkeypatch):
   calls = []
   real = layers.fused_attention
 
-  def xla_fused(q, k, v, mask=None, implementation="cudnn"):
+  def xla_fused(q, k, v, mask=None, implementation="cudnn", **kw):
     calls.append((implementation, q.shape[-3], k.shape[-3]))
-    return real(q, k, v, mask, implementation="xla")
+    return real(q, k, v, mask, implementation="xla", **kw)
 
   monkeypatch.setattr(layers, "fused_attention", xla_fused)
   want = _outputs()

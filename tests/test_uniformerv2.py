@@ -270,6 +270,53 @@ def test_fused_attention_matches_einsum_path(lq, lk):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+  "lq,lk", [(5, None), (6, None), (5, 7), (5, 6), (4, 7)]
+)
+def test_cudnn_path_pads_odd_tokens_once_before_the_projections(
+  monkeypatch, lq, lk
+):
+  """With attention_impl="cudnn", odd lengths are padded on the tokens
+  before the q/k/v projections (so fused_attention sees even lengths and
+  pads nothing), the padded key masked out and the padded query row dropped:
+  values and gradients equal the einsum path. lk None: self-attention."""
+  from art_jax.models import layers
+
+  seen = []
+  real = layers.fused_attention
+
+  def xla_fused(q, k, v, mask=None, implementation="cudnn", **kw):
+    seen.append((q.shape[-3], k.shape[-3], kw.get("kv_length")))
+    return real(q, k, v, mask, implementation="xla", **kw)
+
+  monkeypatch.setattr(layers, "fused_attention", xla_fused)
+  ks = jax.random.split(jax.random.key(4), 2)
+  x = jax.random.normal(ks[0], (2, 3, lq, 16))
+  ctx = None if lk is None else jax.random.normal(ks[1], (2, 3, lk, 16))
+  mha = layers.MultiHeadAttention(4, attention_impl="xla")
+  v = (
+    _noisy_init(mha, x)
+    if ctx is None
+    else nn.meta.unbox(mha.init(jax.random.key(1), x, ctx))
+  )
+  fused = mha.clone(attention_impl="cudnn")
+
+  def loss(p, model, x):
+    return jnp.sum(jnp.sin(model.apply({"params": p}, x, ctx)[0]))
+
+  want, got = (m.apply(v, x, ctx)[0] for m in (mha, fused))
+  assert got.shape == want.shape == (2, 3, lq, 16)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  g_want, g_got = (
+    jax.grad(loss, argnums=(0, 2))(v["params"], m, x) for m in (mha, fused)
+  )
+  for a, b in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  lk_ = lq if lk is None else lk
+  odd = lq % 2 or lk_ % 2
+  assert set(seen) == {(lq + lq % 2, lk_ + lk_ % 2, lk_ if odd else None)}
+
+
 def test_cudnn_attention_setting_reaches_every_backbone_block(monkeypatch):
   """attention_impl="cudnn" routes the backbone's self-attention through
   fused_attention (run here with XLA's kernel: cuDNN needs a GPU) and
@@ -279,9 +326,9 @@ def test_cudnn_attention_setting_reaches_every_backbone_block(monkeypatch):
   calls = []
   real = layers.fused_attention
 
-  def xla_fused(q, k, v, mask=None, implementation="cudnn"):
+  def xla_fused(q, k, v, mask=None, implementation="cudnn", **kw):
     calls.append(implementation)
-    return real(q, k, v, mask, implementation="xla")
+    return real(q, k, v, mask, implementation="xla", **kw)
 
   monkeypatch.setattr(layers, "fused_attention", xla_fused)
   video = _video()

@@ -171,11 +171,13 @@ def fused_attention(
   v: jax.Array,
   mask: jax.Array | None = None,
   implementation: str = "cudnn",
+  kv_length: int | None = None,
 ) -> jax.Array:
   """`jax.nn.dot_product_attention` over any number of leading axes.
 
   q: (..., Lq, H, K); k, v: (..., Lk, H, K); mask broadcastable to
-  (..., H, Lq, Lk). Returns (..., Lq, H, K).
+  (..., H, Lq, Lk); kv_length: only the first kv_length keys are attended
+  to (the rest is padding). Returns (..., Lq, H, K).
 
   cuDNN's training kernels take even sequence lengths only, and jax (0.10,
   0.11) applies that rule to every differentiated call ("Unsupported sequence
@@ -191,11 +193,13 @@ def fused_attention(
     mask = mask.reshape((-1,) + mask.shape[-3:])
   pad_q, pad_k = lq % 2, lk % 2
   kv_lengths = None
+  if kv_length is not None:
+    kv_lengths = jnp.full((q.shape[0],), kv_length, jnp.int32)
   if pad_q:
     q = jnp.pad(q, ((0, 0), (0, 1), (0, 0), (0, 0)))
   if pad_k:
     k, v = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (k, v))
-    kv_lengths = jnp.full((q.shape[0],), lk, jnp.int32)
+    kv_lengths = jnp.full((q.shape[0],), kv_length or lk, jnp.int32)
   if mask is not None and (pad_q or pad_k):
     mask = jnp.pad(
       mask, ((0, 0), (0, 0), (0, pad_q), (0, 0)), constant_values=True
@@ -249,6 +253,7 @@ class MultiHeadAttention(nn.Module):
     mask: jax.Array | None = None,
     return_weights: bool = False,
   ) -> tuple[jax.Array, jax.Array | None]:
+    self_attention = context is None
     context = x if context is None else context
     features = x.shape[-1]
     if features % self.num_heads:
@@ -264,10 +269,20 @@ class MultiHeadAttention(nn.Module):
       kernel_init=self.qkv_kernel_init,
       name=name,
     )
+    lq, lk = x.shape[-2], context.shape[-2]
+    fused = self.attention_impl == "cudnn" and not return_weights
+    pad_early = fused and mask is None and (lq % 2 or lk % 2)
+    if pad_early:
+      # cuDNN's even lengths (fused_attention): pad the tokens once, before
+      # the projections, rather than q, k and v (and their gradients)
+      # after; the padded key is masked out, the padded query row dropped
+      # after the output projection.
+      x = _pad_tokens(x, lq % 2)
+      context = x if self_attention else _pad_tokens(context, lk % 2)
     q, k, v = proj("query")(x), proj("key")(context), proj("value")(context)
-    if self.attention_impl == "cudnn" and not return_weights:
+    if fused:
       weights = None
-      out = fused_attention(q, k, v, mask)
+      out = fused_attention(q, k, v, mask, kv_length=lk if pad_early else None)
     elif self.attention_impl in ("xla", "cudnn"):
       weights = attention_weights(q, k, mask)
       out = jnp.einsum("...hql,...lhk->...qhk", weights.astype(self.dtype), v)
@@ -281,7 +296,16 @@ class MultiHeadAttention(nn.Module):
       bias_init=self.out_bias_init,
       name="out",
     )(out)
+    if pad_early:
+      out = out[..., :lq, :]
     return out, (weights if return_weights else None)
+
+
+def _pad_tokens(x: jax.Array, n: int) -> jax.Array:
+  """(..., L, C) -> (..., L + n, C), zeros appended."""
+  if not n:
+    return x
+  return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, n), (0, 0)])
 
 
 def traced_dropout(
