@@ -53,6 +53,31 @@ from art_jax.models import uniformerv2
 NUM_TARGETS = 2 * len(synthetic.JOINT_ORDER)  # per frame
 
 
+def _render(
+  stream: int,
+  seed: int,
+  count: int,
+  size: int,
+  frames: int,
+  difficulty: float,
+  draw_joints,
+) -> tuple[np.ndarray, np.ndarray]:
+  """`count` examples of `frames` frames: example i from the random stream
+  [seed, stream, i], nuisances, then `draw_joints(rng)`, then the pixels.
+  -> (uint8 (count, frames, size, size, 3), float32 (count, frames *
+  NUM_TARGETS))."""
+  images = np.empty((count, frames, size, size, 3), np.uint8)
+  targets = np.empty((count, frames * NUM_TARGETS), np.float32)
+  for i in range(count):
+    rng = np.random.default_rng([seed, stream, i])
+    nz = synthetic.sample_nuisance(rng, frames, size, difficulty)
+    joints = draw_joints(rng)
+    images[i] = synthetic.paint(joints, nz, rng, size)
+    pixels = synthetic.to_pixels(synthetic.joint_array(joints), nz)
+    targets[i] = (2.0 * pixels / size - 1.0).reshape(-1)
+  return images, targets
+
+
 def render_stills(
   seed: int, count: int, size: int, difficulty: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -66,16 +91,10 @@ def render_stills(
     are (x, y) per joint in `synthetic.JOINT_ORDER`, in [-1, 1] across the
     frame (x right, y down; raised limbs may leave the frame).
   """
-  images = np.empty((count, size, size, 3), np.uint8)
-  targets = np.empty((count, NUM_TARGETS), np.float32)
-  for i in range(count):
-    rng = np.random.default_rng([seed, 7, i])
-    nz = synthetic.sample_nuisance(rng, 1, size, difficulty)
-    joints = synthetic.random_pose(rng, 1)
-    images[i] = synthetic.paint(joints, nz, rng, size)[0]
-    pixels = synthetic.to_pixels(synthetic.joint_array(joints), nz)
-    targets[i] = (2.0 * pixels[0] / size - 1.0).reshape(-1)
-  return images, targets
+  images, targets = _render(
+    7, seed, count, size, 1, difficulty, synthetic.random_pose
+  )
+  return images[:, 0], targets
 
 
 def render_clips(
@@ -91,17 +110,16 @@ def render_clips(
     (uint8 (count, frames, size, size, 3), float32 (count, frames *
     NUM_TARGETS)): per frame, (x, y) per joint as `render_stills`.
   """
-  images = np.empty((count, frames, size, size, 3), np.uint8)
-  targets = np.empty((count, frames * NUM_TARGETS), np.float32)
   t = np.linspace(0.0, 1.0, frames)
-  for i in range(count):
-    rng = np.random.default_rng([seed, 8, i])
-    nz = synthetic.sample_nuisance(rng, frames, size, difficulty)
-    joints = synthetic.random_motion(rng, t)
-    images[i] = synthetic.paint(joints, nz, rng, size)
-    pixels = synthetic.to_pixels(synthetic.joint_array(joints), nz)
-    targets[i] = (2.0 * pixels / size - 1.0).reshape(-1)
-  return images, targets
+  return _render(
+    8,
+    seed,
+    count,
+    size,
+    frames,
+    difficulty,
+    lambda rng: synthetic.random_motion(rng, t),
+  )
 
 
 def clip_frames(config: ml_collections.ConfigDict) -> int:

@@ -192,6 +192,8 @@ def fused_attention(
     mask = jnp.broadcast_to(mask, lead + (heads, lq, lk))
     mask = mask.reshape((-1,) + mask.shape[-3:])
   pad_q, pad_k = lq % 2, lk % 2
+  if kv_length is None and pad_k:
+    kv_length = lk  # the padded key is masked out
   kv_lengths = None
   if kv_length is not None:
     kv_lengths = jnp.full((q.shape[0],), kv_length, jnp.int32)
@@ -199,7 +201,6 @@ def fused_attention(
     q = jnp.pad(q, ((0, 0), (0, 1), (0, 0), (0, 0)))
   if pad_k:
     k, v = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (k, v))
-    kv_lengths = jnp.full((q.shape[0],), kv_length or lk, jnp.int32)
   if mask is not None and (pad_q or pad_k):
     mask = jnp.pad(
       mask, ((0, 0), (0, 0), (0, pad_q), (0, 0)), constant_values=True

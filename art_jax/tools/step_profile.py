@@ -249,7 +249,7 @@ def summarise(
   if step_s:
     out["step_s"] = step_s
     out["busy_fraction"] = total / step_s
-  graphs = sum(r["s"] for r in ops if r["op"].startswith("command_buffer"))
+  graphs = by_kind.get("CUDA graph", 0.0)
   if total and graphs > 0.1 * total:
     out["note"] = (
       f"{100 * graphs / total:.0f}% of the time is in XLA command buffers "
@@ -269,18 +269,18 @@ def profile_calls(
   depth: int = 4,
 ) -> dict[str, Any]:
   """Trace `steps` calls of `fn` into `log_dir` and summarise (above)."""
+
+  def traces() -> set[str]:
+    return set(
+      glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
+    )
+
   jax.block_until_ready(fn())  # nothing from earlier calls in the trace
-  before = set(
-    glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
-  )
+  before = traces()
   with jax.profiler.trace(log_dir):
     for _ in range(steps):
       jax.block_until_ready(fn())
-  new = sorted(
-    set(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True))
-    - before,
-    key=os.path.getmtime,
-  )
+  new = sorted(traces() - before, key=os.path.getmtime)
   if not new:
     raise RuntimeError(f"the profiler wrote no trace under {log_dir}")
   times = op_times(new[-1], module)
