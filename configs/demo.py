@@ -25,7 +25,10 @@ def get_config(arg: str | None = None):
   c.data.num_classes = 12
   c.data.num_frames = 8
   c.data.crop_size = 48
-  c.data.crop_scales = (1.0, 0.875)  # keep raised limbs inside the crop
+  # No scale jitter and no dropout (below): the demo model underfits in
+  # its budget (train accuracy under validation accuracy at the end), and
+  # both regularisers slowed learning: 92.1% vs 75.6% Top-1 (README).
+  c.data.crop_scales = (1.0,)
   c.data.flip = False  # the figure's left and right are different classes
   # 8 of the 16 rendered frames, evenly spaced (start 0 or 1): the local
   # motions last a few frames, and TSN's random frame per segment jitters
@@ -55,7 +58,7 @@ def get_config(arg: str | None = None):
       "n_dim": 96,
       "n_head": 4,
       "mlp_dropout": (0.0, 0.0),
-      "cls_dropout": 0.1,
+      "cls_dropout": 0.0,
     }
   )
   c.model.heads.update(
@@ -65,11 +68,13 @@ def get_config(arg: str | None = None):
       "decoder_layers": 1,
       "num_heads": 4,
       "top_k": 4,
-      "dropout_rate": 0.1,
+      "dropout_rate": 0.0,
     }
   )
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
+  # Two layers per scanned run: unrolled is ~10% faster on a CPU (README).
+  c.model.scan = False
 
   c.batch_size = 32
   c.num_epochs = 12.0
