@@ -73,7 +73,8 @@ def get_config(arg: str | None = None):
   )
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
-  # Two layers per scanned run: unrolled is ~10% faster on a CPU (README).
+  # Two layers per scanned run: unrolled is ~10% faster on a CPU
+  # (docs/benchmarks.md).
   c.model.scan = False
 
   c.batch_size = 32

@@ -499,8 +499,8 @@ class PatchEmbedding(nn.Module):
 
   Same parameter (`kernel`, (kt, p, p, Cin, C)) and result as nn.Conv, but
   computed as a patch reshape, kt strided time slices and one matmul:
-  forward+backward 2.8x faster than XLA:CPU's convolution on the demo input
-  and 1.8x at 16x224 (docs/benchmarks.md); not yet timed on accelerators.
+  forward+backward ~4x faster than XLA:CPU's convolution on the demo input
+  (docs/benchmarks.md); not yet timed on accelerators.
   """
 
   features: int
