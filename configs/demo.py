@@ -26,8 +26,9 @@ def get_config(arg: str | None = None):
   c.data.num_frames = 8
   c.data.crop_size = 48
   # No scale jitter and no dropout (below): the demo model underfits in
-  # its budget (train accuracy under validation accuracy at the end), and
-  # both regularisers slowed learning: 92.1% vs 75.6% Top-1 (README).
+  # its budget (train accuracy under validation accuracy at the end);
+  # taking both out (not measured apart) took Top-1 from 75.6% to 92.1%
+  # in the same 900 steps (README).
   c.data.crop_scales = (1.0,)
   c.data.flip = False  # the figure's left and right are different classes
   # 8 of the 16 rendered frames, evenly spaced (start 0 or 1): the local

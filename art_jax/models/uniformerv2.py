@@ -499,7 +499,7 @@ class PatchEmbedding(nn.Module):
 
   Same parameter (`kernel`, (kt, p, p, Cin, C)) and result as nn.Conv, but
   computed as a patch reshape, kt strided time slices and one matmul:
-  forward+backward ~4x faster than XLA:CPU's convolution on the demo input
+  forward+backward 5-6x faster than XLA:CPU's convolution on the demo input
   (docs/benchmarks.md); not yet timed on accelerators.
   """
 
