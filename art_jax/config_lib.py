@@ -101,6 +101,36 @@ def base_config() -> ml_collections.ConfigDict:
   # "tiny": a small random local text tower) from the split's class names.
   c.text_bank.clip = config_dict.placeholder(str)
   c.text_bank.num_templates = 16  # first M of text_bank.DEFAULT_TEMPLATES
+  # text_bank.clip == "tiny_pretrained" only: a tiny CLIP made on first use
+  # by contrastive pretraining on captioned random motions of the synthetic
+  # figure (art_jax.clip_pretrain; never the demo's labels). Its text tower
+  # builds the bank; its video tower's backbone is written to video_backbone
+  # (default <text_bank.dir>/video_backbone.msgpack) for init_from.path.
+  c.text_bank.pretrain = ml_collections.ConfigDict(
+    {
+      "steps": 300,
+      "batch_size": 64,
+      "num_clips": 4096,  # rendered once; captions re-drawn every use
+      "lr": 1e-3,
+      "weight_decay": 0.05,
+      "temperature": 0.07,  # initial; learned (CLIP's logit scale)
+      "pair_fraction": 0.5,  # clips with two motions in time order
+      "min_difficulty": 0.0,  # nuisance difficulty, uniform in the range
+      "max_difficulty": 1.0,
+      "seed": 0,
+      # Text tower (CLIPTextTransformer) sizes; the video tower is the
+      # config's backbone.
+      "width": 64,
+      "layers": 2,
+      "heads": 4,
+      "projection_dim": 64,
+      # A params file the video tower starts from (e.g. the pose backbone;
+      # built by pose pretraining if absent and init_from.pose_pretrain.steps
+      # > 0), or None: from scratch.
+      "init_backbone": config_dict.placeholder(str),
+      "video_backbone": config_dict.placeholder(str),
+    }
+  )
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
@@ -124,6 +154,11 @@ def base_config() -> ml_collections.ConfigDict:
       "latent_dim": 256,
       "num_queries": 2,
       "top_k": 8,
+      # How the k classes whose text SE / queries / TA read are chosen
+      # (ART_SPEC 3): "global_head" (top-k of the CE-trained backbone head)
+      # or "video_text" (top-k of cos(v, class text); needs L_ft or
+      # loss.use_align to train W_v). docs/method.md says why.
+      "text_selection": "global_head",
       "se_layers": 4,
       "decoder_layers": 4,
       "num_heads": 8,
@@ -163,6 +198,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.use_vc = True
   c.loss.use_pc = True
   c.loss.text_temperature = 0.07  # kappa_v of Eq 14/16
+  # L_align: cos(v, class text of the EMA bank) classification, for
+  # text_selection="video_text" with text fine-tuning off (not in the paper).
+  c.loss.use_align = False
+  c.loss.lambda_align = 1.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"  # 'adamw' (warmup+cosine) | 'sgd' (step decay)
@@ -264,6 +303,42 @@ def pose_pretrain_problems(config: ml_collections.ConfigDict) -> list[str]:
   return problems
 
 
+def heads_and_loss_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Model switches and loss switches that contradict each other."""
+  heads, loss = config.model.heads, config.loss
+  problems = []
+  if heads.use_rssa and heads.num_queries > heads.top_k:
+    problems.append(
+      f"model.heads.num_queries={heads.num_queries} > top_k={heads.top_k}: "
+      "region queries take the first N of the k text tokens (N <= k)"
+    )
+  selection = heads.get("text_selection", "global_head")
+  if selection not in ("global_head", "video_text"):
+    problems.append(
+      f"model.heads.text_selection={selection!r}: use 'global_head' or "
+      "'video_text'"
+    )
+  ft_trains_v = loss.use_ft and (loss.use_vc or loss.use_pc)
+  if (
+    heads.use_rssa
+    and selection == "video_text"
+    and not (ft_trains_v or loss.use_align)
+  ):
+    problems.append(
+      "model.heads.text_selection='video_text' with text fine-tuning off "
+      "leaves the selection's projection W_v untrained (a fixed random "
+      "choice of text): set loss.use_align=True"
+    )
+  if not heads.use_rssa:
+    on = [f"loss.{k}" for k in ("use_final", "use_mtc") if loss[k]]
+    if on:
+      problems.append(
+        f"model.heads.use_rssa=False (the baseline) has no final logits or "
+        f"region responses, but {', '.join(on)} is on: switch it off"
+      )
+  return problems
+
+
 def validate(
   config: ml_collections.ConfigDict,
   *,
@@ -312,11 +387,7 @@ def validate(
       f"data-parallel size {data_parallel}"
     )
   heads = config.model.heads
-  if heads.use_rssa and heads.num_queries > heads.top_k:
-    problems.append(
-      f"model.heads.num_queries={heads.num_queries} > top_k={heads.top_k}: "
-      "region queries take the first N of the k text tokens (N <= k)"
-    )
+  problems += heads_and_loss_problems(config)
   if config.data.sampling not in ("segment", "dense"):
     problems.append(
       f"data.sampling={config.data.sampling!r}: use 'segment' or 'dense'"
@@ -354,10 +425,10 @@ def validate(
         f"data.num_classes={num_classes} but the text bank in "
         f"{config.text_bank.dir} has {bank_shape[0]} classes"
       )
-    if heads.top_k > bank_shape[0] * bank_shape[1]:
+    if heads.use_rssa and heads.top_k > bank_shape[0]:
       problems.append(
         f"model.heads.top_k={heads.top_k} exceeds the bank's "
-        f"{bank_shape[0] * bank_shape[1]} entries"
+        f"{bank_shape[0]} classes (the text selection picks classes)"
       )
   if problems:
     raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

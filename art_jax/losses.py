@@ -37,10 +37,11 @@ def cross_entropy(
 
 
 def spatial_loss(responses: jax.Array) -> jax.Array:
-  """Eq. 5: repel the N responses of one frame.
+  """Eq. 5: repel the N region contents of one frame.
 
   mean over b, t and ordered pairs i != j of relu(cos(r_{t,i}, r_{t,j})).
-  responses (B, T', N, d) -> (); 0 when N = 1.
+  responses (B, T', N, d), in `total_loss` the region content o -> ();
+  0 when N = 1.
   """
   r = _normalize(responses)
   n = r.shape[-2]
@@ -94,7 +95,9 @@ def mtc_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Eq. 8: w_spa L_spa + w_tem L_tem + w_trk L_trk over the switched-on terms.
 
-  responses (B, T', N, d) -> ((), {'spa'|'tem'|'trk': ()} for terms on).
+  responses (B, T', N, d): what the terms compare; `total_loss` passes the
+  region content o (spec §7), not the query-carrying responses R.
+  -> ((), {'spa'|'tem'|'trk': ()} for terms on).
   """
   terms = {}
   if use_spa:
@@ -105,6 +108,42 @@ def mtc_loss(
     terms["trk"] = (w_trk, tracklet_loss(responses, temperature))
   total = sum((w * v for w, v in terms.values()), jnp.zeros((), jnp.float32))
   return total, {name: v for name, (_, v) in terms.items()}
+
+
+def map_overlap(maps: jax.Array) -> jax.Array:
+  """How much the N response maps of a frame overlap (a diagnostic).
+
+  Histogram intersection sum_l min(A_{t,i,l}, A_{t,j,l}) of two maps, mean
+  over b, t and pairs i < j: 1 when the queries attend alike, 0 when they
+  attend to disjoint tokens. maps (B, T', N, L), rows summing to 1 -> ();
+  0 when N = 1.
+  """
+  a = maps.astype(jnp.float32)
+  n = a.shape[-2]
+  if n < 2:
+    return jnp.zeros((), jnp.float32)
+  inter = jnp.sum(jnp.minimum(a[..., :, None, :], a[..., None, :, :]), -1)
+  upper = jnp.triu(jnp.ones((n, n), jnp.float32), k=1)
+  return jnp.mean(jnp.sum(inter * upper, (-2, -1))) / (n * (n - 1) / 2)
+
+
+def video_text_alignment_loss(
+  video_embed: jax.Array,
+  class_text: jax.Array,
+  labels: jax.Array,
+  temperature: float = 0.07,
+) -> jax.Array:
+  """L_align: classify the video by cos(v, S̄_c) against the EMA bank.
+
+  Trains W_v (and the backbone) so that text_selection="video_text" picks
+  the video's classes when text fine-tuning is off (spec §3 reading b); S̄
+  is the bank's per-class mean and gets no gradient.
+  video_embed (B, D), class_text (K, D), labels (B,) -> ().
+  """
+  cos = (
+    _normalize(video_embed) @ jax.lax.stop_gradient(_normalize(class_text)).T
+  )
+  return cross_entropy(cos / temperature, labels)
 
 
 def video_consistency_loss(
@@ -159,12 +198,13 @@ class LossConfig:
       (Table IV setting 1) has no final head: use_final=False.
     use_mtc, lambda_mtc, use_spa / use_tem / use_trk, w_*: Eq. 8 (Table V).
     mtc_warmup_steps: ramps λ_mtc linearly from 0 over this many optimiser
-      steps (0: the paper's constant λ_mtc). Not in the paper: a
-      from-scratch model (the demo) meets L_mtc's trivial optimum early,
-      responses made of the query prompts alone (README).
+      steps (0: the paper's constant λ_mtc). Not in the paper.
     margin: δ of L_tem; tracklet_temperature: κ of L_trk.
     use_ft, lambda_ft, use_vc / use_pc: Eq. 17 (Table VI).
-    text_temperature: κ_v of L_vc and L_pc.
+    text_temperature: κ_v of L_vc, L_pc and L_align.
+    use_align, lambda_align: L_align (`video_text_alignment_loss`), which
+      trains the selection of text_selection="video_text" when text
+      fine-tuning is off; not in the paper, off by default.
   """
 
   label_smoothing: float = 0.0
@@ -186,22 +226,8 @@ class LossConfig:
   use_vc: bool = True
   use_pc: bool = True
   text_temperature: float = 0.07
-
-
-# Loss side of the paper's ablations (the model side is
-# `art_jax.models.art.ABLATIONS`). Table IV settings 1-4 train with the
-# classification losses only, setting 5 adds MTC; Table VI row 1 is setting
-# 5, rows 2-4 add L_vc, L_pc, both (the full ART, `LossConfig()`).
-LOSS_SETTINGS: dict[str, LossConfig] = {
-  "baseline": LossConfig(use_final=False, use_mtc=False, use_ft=False),
-  "rssa": LossConfig(use_mtc=False, use_ft=False),
-  "rssa_no_se": LossConfig(use_mtc=False, use_ft=False),
-  "rssa_ta": LossConfig(use_mtc=False, use_ft=False),
-  "rssa_ta_mtc": LossConfig(use_ft=False),
-  "ft_vc": LossConfig(use_pc=False),
-  "ft_pc": LossConfig(use_vc=False),
-  "art": LossConfig(),
-}
+  use_align: bool = False
+  lambda_align: float = 1.0
 
 
 def mtc_weight(cfg: LossConfig, step: jax.Array | int) -> jax.Array:
@@ -221,17 +247,19 @@ def total_loss(
   """Eq. 18: CE(logits_g) + CE(logits) + λ_mtc L_mtc + λ_ft L_ft.
 
   Args:
-    outputs: the dict of `ART` (logits_global, logits, responses,
-      video_embed, agent_bank, prototypes; only those the switched-on terms
-      read are required).
+    outputs: the dict of `ART` (logits_global, logits, region_content,
+      video_embed, class_text, agent_bank, prototypes; only those the
+      switched-on terms read are required; response_maps, when present,
+      give the 'map_overlap' diagnostic).
     labels: (B,) int class ids.
     cfg: weights and switches.
     step: optimiser steps done, read only by cfg.mtc_warmup_steps.
 
   Returns:
     (total (), terms) where terms holds every switched-on term unweighted
-    ('ce_global', 'ce_final', 'spa', 'tem', 'trk', 'mtc', 'vc', 'pc', 'ft')
-    and 'total'.
+    ('ce_global', 'ce_final', 'spa', 'tem', 'trk', 'mtc', 'vc', 'pc', 'ft',
+    'align'), 'total', and 'map_overlap' (not in the total) when the
+    outputs hold response maps.
   """
   terms: dict[str, jax.Array] = {}
   total = jnp.zeros((), jnp.float32)
@@ -243,13 +271,13 @@ def total_loss(
     terms["ce_final"] = cross_entropy(outputs["logits"], labels, ls)
     total += terms["ce_final"]
   if cfg.use_mtc:
-    if "responses" not in outputs:
+    if "region_content" not in outputs:
       raise ValueError(
-        "use_mtc needs 'responses': the baseline model (use_rssa=False) "
-        "has none; use LOSS_SETTINGS['baseline']"
+        "use_mtc needs 'region_content': the baseline model "
+        "(use_rssa=False) has none; switch loss.use_mtc off"
       )
     terms["mtc"], parts = mtc_loss(
-      outputs["responses"],
+      outputs["region_content"],
       w_spa=cfg.w_spa,
       w_tem=cfg.w_tem,
       w_trk=cfg.w_trk,
@@ -276,6 +304,18 @@ def total_loss(
       ft += terms["pc"]
     terms["ft"] = ft
     total += cfg.lambda_ft * ft
+  if cfg.use_align:
+    terms["align"] = video_text_alignment_loss(
+      outputs["video_embed"],
+      outputs["class_text"],
+      labels,
+      cfg.text_temperature,
+    )
+    total += cfg.lambda_align * terms["align"]
+  if "response_maps" in outputs:  # a diagnostic, never in the total
+    terms["map_overlap"] = jax.lax.stop_gradient(
+      map_overlap(outputs["response_maps"])
+    )
   terms["total"] = total
   return total, terms
 

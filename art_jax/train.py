@@ -108,15 +108,9 @@ def normalize_video(video: jax.Array, dtype: Any) -> jax.Array:
 
 
 def loss_options(config: ml_collections.ConfigDict) -> losses.LossConfig:
-  """The loss weights and switches of Eq 18 from `config.loss`.
-
-  Without RSSA (the baseline) there are no final logits or responses, so
-  their terms are off whatever the loss config says.
-  """
-  c = config.loss.to_dict()
-  if not config.model.heads.use_rssa:
-    c.update(use_final=False, use_mtc=False)
-  return losses.LossConfig(**c)
+  """The loss weights and switches of Eq 18 from `config.loss` (as given;
+  `config_lib.validate` rejects switches the model cannot serve)."""
+  return losses.LossConfig(**config.loss.to_dict())
 
 
 # --- state and shardings -----------------------------------------------------

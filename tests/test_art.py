@@ -27,21 +27,25 @@ SMALL = dict(
 
 
 def _inputs(dtype=jnp.float32):
-  k = jax.random.split(jax.random.key(0), 3)
+  """(tokens X, global feature g, global logits, bank S)."""
+  k = jax.random.split(jax.random.key(0), 4)
   tokens = jax.random.normal(k[0], (B, T, L, C), dtype)
   feat = jax.random.normal(k[1], (B, C))  # UniFormerV2's g is float32
+  logits = 3.0 * jax.random.normal(k[3], (B, K))
   bank = art.l2_normalize(jax.random.normal(k[2], (K, M, D)))
-  return tokens, feat, bank
+  return tokens, feat, logits, bank
+
+
+def _class_text(bank):
+  mean = np.asarray(bank).mean(1)
+  return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
 
 
 @functools.cache
 def _params():
   """Initialised once: every variant below reads (a subset of) these."""
-  tokens, feat, bank = _inputs()
   model = art.ARTHeads(**SMALL)
-  return nn.meta.unbox(
-    jax.jit(model.init)(jax.random.key(1), tokens, feat, bank)
-  )
+  return nn.meta.unbox(jax.jit(model.init)(jax.random.key(1), *_inputs()))
 
 
 @functools.cache
@@ -60,9 +64,9 @@ def _outputs(**overrides):
 
   seen = {}
 
-  def run(params, tokens, feat, bank):
+  def run(params, *inputs):
     with nn.intercept_methods(record):
-      out = model.apply(params, tokens, feat, bank)
+      out = model.apply(params, *inputs)
     return {**out, **seen}
 
   return jax.jit(run)(_params(), *_inputs(dtype))
@@ -76,8 +80,10 @@ def test_shapes_and_dtypes_under_jit(dtype):
   expected = {
     "logits": ((B, K), jnp.float32),
     "responses": ((B, T, n, d), dtype),
+    "region_content": ((B, T, n, d), dtype),
     "response_maps": ((B, T, n, L), jnp.float32),
     "video_embed": ((B, D), jnp.float32),
+    "class_text": ((K, D), jnp.float32),
     "topk": ((B, k), jnp.int32),
     "topk_scores": ((B, k), jnp.float32),
     "agent_bank": ((K, M, D), jnp.float32),
@@ -97,20 +103,42 @@ def test_shapes_and_dtypes_under_jit(dtype):
     np.testing.assert_allclose(out["video_embed"], ref["video_embed"])
 
 
-def test_topk_indices_ordered_by_score():
+def test_global_head_selection_is_the_top_classes_of_logits_g():
+  """Default selection (spec §3 a): the k classes of largest logits_g, in
+  order, their softmax probabilities as scores; the text tokens are the
+  projected class-level text S̄ of those classes."""
   out = _outputs()
-  _, _, bank = _inputs()
-  scores = np.asarray(out["video_embed"]) @ np.asarray(bank).reshape(-1, D).T
+  _, _, logits, bank = _inputs()
+  want = np.argsort(-np.asarray(logits), axis=-1)[:, : SMALL["top_k"]]
+  np.testing.assert_array_equal(out["topk"], want)
+  probs = np.asarray(jax.nn.softmax(logits, -1))
+  np.testing.assert_allclose(
+    out["topk_scores"], np.take_along_axis(probs, want, -1), atol=1e-6
+  )
+  np.testing.assert_allclose(out["class_text"], _class_text(bank), atol=1e-6)
+  # Changing logits_g changes the selection, and with it the outputs.
+  tokens, feat, _, _ = _inputs()
+  flipped = jax.jit(art.ARTHeads(**SMALL).apply)(
+    _params(), tokens, feat, -logits, bank
+  )
+  assert not np.array_equal(flipped["topk"], out["topk"])
+  assert not np.allclose(flipped["logits"], out["logits"], atol=1e-4)
+
+
+def test_video_text_selection_ranks_classes_by_cos_v_class_text():
+  out = _outputs(text_selection="video_text")
+  _, _, _, bank = _inputs()
+  scores = np.asarray(out["video_embed"]) @ _class_text(bank).T
   want = np.argsort(-scores, axis=-1)[:, : SMALL["top_k"]]
   np.testing.assert_array_equal(out["topk"], want)
   np.testing.assert_allclose(
-    out["topk_scores"], np.take_along_axis(scores, want, -1), atol=1e-6
+    out["topk_scores"], np.take_along_axis(scores, want, -1), atol=1e-5
   )
   assert np.all(np.diff(np.asarray(out["topk_scores"]), axis=-1) <= 0)
 
 
 def test_agent_bank_and_prototype_init():
-  _, _, bank = _inputs()
+  bank = _inputs()[-1]
   p = _params()["params"]
   np.testing.assert_array_equal(p["agent_bank"], bank)
   centres = bank.mean(1) / np.linalg.norm(bank.mean(1), axis=-1, keepdims=True)
@@ -128,6 +156,15 @@ def test_model_never_reads_agent_bank_or_prototypes():
     np.testing.assert_array_equal(out[name], _outputs()[name])
 
 
+def test_selection_is_class_level_and_distinct():
+  """k different classes, never k paraphrases of one class."""
+  for selection in art.TEXT_SELECTIONS:
+    topk = np.asarray(_outputs(text_selection=selection)["topk"])
+    assert topk.max() < K
+    for row in topk:
+      assert len(set(row.tolist())) == SMALL["top_k"]
+
+
 def _structure(**overrides):
   model = art.ARTHeads(**{**SMALL, **overrides})
   shapes = jax.eval_shape(model.init, jax.random.key(0), *_inputs())
@@ -138,12 +175,12 @@ def test_se_off_is_identity():
   assert {"se", "se_norm"} <= _structure()
   assert not {"se", "se_norm"} & _structure(use_se=False)
   out = _outputs(use_se=False)
-  tokens, _, bank = _inputs()
+  tokens, _, _, bank = _inputs()
   p = _params()["params"]
   proj = lambda x, q: x @ q["kernel"] + q["bias"]
   want_x = proj(tokens, p["token_proj"]).reshape(B * T, L, -1)
   np.testing.assert_allclose(out["_memory"], want_x, atol=1e-5)
-  text = proj(bank.reshape(K * M, D)[out["topk"]], p["text_proj"])
+  text = proj(_class_text(bank)[np.asarray(out["topk"])], p["text_proj"])
   want_text = jnp.broadcast_to(text[:, None], out["text_tokens"].shape)
   np.testing.assert_allclose(out["text_tokens"], want_text, atol=1e-5)
   # With SE on, the decoder attends to the enhanced tokens instead.
@@ -183,6 +220,7 @@ def test_baseline_has_only_text_branch():
   out = jax.eval_shape(model.apply, _params(), *_inputs())
   assert set(out) == {
     "video_embed",
+    "class_text",
     "topk",
     "topk_scores",
     "agent_bank",
@@ -199,19 +237,24 @@ def test_ablation_switches_change_outputs():
 
 
 def test_invalid_sizes_raise():
-  tokens, feat, bank = _inputs()
+  inputs = _inputs()
   bad = art.ARTHeads(**{**SMALL, "num_queries": 5, "top_k": 4})
   with pytest.raises(ValueError, match="num_queries=5 must be <= top_k=4"):
-    jax.eval_shape(bad.init, jax.random.key(0), tokens, feat, bank)
+    jax.eval_shape(bad.init, jax.random.key(0), *inputs)
   wrong_k = art.ARTHeads(**{**SMALL, "num_classes": K + 1})
   with pytest.raises(ValueError, match="num_classes"):
-    jax.eval_shape(wrong_k.init, jax.random.key(0), tokens, feat, bank)
+    jax.eval_shape(wrong_k.init, jax.random.key(0), *inputs)
+  too_many = art.ARTHeads(**{**SMALL, "top_k": K + 1})
+  with pytest.raises(ValueError, match="classes"):
+    jax.eval_shape(too_many.init, jax.random.key(0), *inputs)
+  unknown = art.ARTHeads(**{**SMALL, "text_selection": "random"})
+  with pytest.raises(ValueError, match="text_selection"):
+    jax.eval_shape(unknown.init, jax.random.key(0), *inputs)
 
 
 def test_every_param_has_logical_axes():
   model = art.ARTHeads(**SMALL)
-  tokens, feat, bank = _inputs()
-  boxed = jax.eval_shape(model.init, jax.random.key(0), tokens, feat, bank)
+  boxed = jax.eval_shape(model.init, jax.random.key(0), *_inputs())
   leaves = jax.tree.leaves(
     boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
   )
@@ -277,7 +320,7 @@ def test_cudnn_attention_setting_reaches_se_and_decoder(monkeypatch):
 
 def test_gradients():
   model, params = art.ARTHeads(**SMALL), _params()
-  tokens, feat, bank = _inputs()
+  tokens, feat, logits, bank = _inputs()
   labels = jnp.array([0, 3])
   cfg = losses.LossConfig(use_global=False)
 
@@ -285,7 +328,7 @@ def test_gradients():
   def grad_fn(params, bank, key):
     def loss_fn(params, bank):
       out = model.apply(
-        params, tokens, feat, bank, train=True, rngs={"dropout": key}
+        params, tokens, feat, logits, bank, train=True, rngs={"dropout": key}
       )
       return losses.total_loss(out, labels, cfg)[0]
 
@@ -338,7 +381,7 @@ HEADS = {k: v for k, v in SMALL.items() if k != "num_classes"}
 
 def _art_inputs():
   video = jax.random.normal(jax.random.key(0), (B, 4, 32, 32, 3))
-  return video, _inputs()[2]
+  return video, _inputs()[-1]
 
 
 @pytest.mark.parametrize("use_rssa", [True, False])
@@ -374,7 +417,7 @@ def test_art_train_step_end_to_end():
   labels = jnp.array([1, 4])
   for use_rssa, cfg in (
     (True, losses.LossConfig()),
-    (False, losses.LOSS_SETTINGS["baseline"]),
+    (False, losses.LossConfig(use_final=False, use_mtc=False, use_ft=False)),
   ):
     model = art.ART(backbone=BACKBONE, heads={**HEADS, "use_rssa": use_rssa})
     variables = nn.meta.unbox(
@@ -406,3 +449,101 @@ def test_art_train_step_end_to_end():
       assert grad_norm(grads["heads"]["head"]) > 0
     else:
       np.testing.assert_array_equal(out["logits"], out["logits_global"])
+
+
+def _with_prompts(scale: float):
+  """Params whose N query prompts are orthogonal, times `scale`."""
+  p = jax.tree.map(lambda x: x, _params()["params"])
+  n, d = SMALL["num_queries"], SMALL["latent_dim"]
+  p["query_prompts"] = scale * jnp.eye(n, d)
+  return {"params": p}
+
+
+def test_mtc_reads_region_content_and_prompts_cannot_zero_it():
+  """Spec §7: large orthogonal prompts carried through the residual stream
+  make MTC on the responses R vanish whatever the video shows; on the
+  region content o (the last cross-attention's output) they do not."""
+  model = art.ARTHeads(**SMALL)
+  apply = jax.jit(model.apply)
+  mtc = lambda x: float(losses.mtc_loss(x, use_tem=False)[0])
+  small = apply(_with_prompts(1.0), *_inputs())
+  big = apply(_with_prompts(100.0), *_inputs())
+  # On R, the prompts alone nearly solve the spatial and tracklet terms.
+  assert mtc(big["responses"]) < 0.05 < mtc(small["responses"])
+  # On o they stay what the video makes them: same order of magnitude.
+  on_small, on_big = mtc(small["region_content"]), mtc(big["region_content"])
+  assert on_big > 0.3 and 0.5 < on_big / on_small < 2.0, (on_small, on_big)
+  # The default loss reads the content, not the responses.
+  labels = jnp.array([0, 3])
+  cfg = losses.LossConfig(use_global=False, use_final=False, use_ft=False)
+  terms = losses.total_loss(big, labels, cfg)[1]
+  want, _ = losses.mtc_loss(big["region_content"])
+  np.testing.assert_allclose(terms["mtc"], want, rtol=1e-6)
+  assert 0.0 <= float(terms["map_overlap"]) <= 1.0
+
+
+def test_region_content_is_the_last_cross_attention_output():
+  """o = W_o(A V) + b_o of the last decoder layer, rebuilt by hand from its
+  per-head attention weights and the decoder's memory (unrolled layers)."""
+  model = art.ARTHeads(**SMALL, scan=False)
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(1), *_inputs()))
+  seen = {}
+
+  def record(next_fun, args, kwargs, context):
+    result = next_fun(*args, **kwargs)
+    if context.module.name == "decoder":
+      seen["memory"] = args[1]
+    if context.module.name == "cross_attn":  # the last layer's stays
+      seen["weights"] = result[1]
+    return result
+
+  with nn.intercept_methods(record):
+    out = model.apply(params, *_inputs())
+  last = f"layers_{SMALL['decoder_layers'] - 1}"
+  ca = params["params"]["decoder"][last]["cross_attn"]
+  v = jnp.einsum("bld,dhk->blhk", seen["memory"], ca["value"]["kernel"])
+  v = v + ca["value"]["bias"]
+  w = seen["weights"]
+  assert w.shape == (B * T, SMALL["num_heads"], SMALL["num_queries"], L)
+  mixed = jnp.einsum("bhql,blhk->bqhk", w, v)
+  o = jnp.einsum("bqhk,hkd->bqd", mixed, ca["out"]["kernel"])
+  o = o + ca["out"]["bias"]
+  np.testing.assert_allclose(
+    out["region_content"].reshape(o.shape), o, rtol=1e-4, atol=1e-5
+  )
+  # ... which is not the response R (the query is not in it).
+  assert not np.allclose(out["region_content"], out["responses"], atol=1e-2)
+
+
+def test_mtc_gradient_reaches_backbone_tokens_and_prompts():
+  model, params = art.ARTHeads(**SMALL), _params()
+  tokens, feat, logits, bank = _inputs()
+
+  def mtc_of(params, tokens):
+    out = model.apply(params, tokens, feat, logits, bank)
+    return losses.mtc_loss(out["region_content"])[0]
+
+  g_params, g_tokens = jax.jit(jax.grad(mtc_of, argnums=(0, 1)))(params, tokens)
+  assert float(jnp.abs(g_tokens).sum()) > 0
+  assert float(jnp.abs(g_params["params"]["query_prompts"]).sum()) > 0
+  assert float(jnp.abs(g_params["params"]["token_proj"]["kernel"]).sum()) > 0
+
+
+def test_selection_projection_is_trained_with_fine_tuning_off():
+  """text_selection='video_text' with L_ft off: L_align gives W_v a
+  gradient (without it, the choice of text would be fixed noise)."""
+  model = art.ARTHeads(**SMALL, text_selection="video_text")
+  params, inputs = _params(), _inputs()
+  labels = jnp.array([0, 3])
+
+  def grad_of_w_v(cfg):
+    def loss_fn(params):
+      out = model.apply(params, *inputs)
+      return losses.total_loss(out, labels, cfg)[0]
+
+    g = jax.jit(jax.grad(loss_fn))(params)["params"]["video_proj"]
+    return sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g))
+
+  no_ft = dict(use_global=False, use_mtc=False, use_ft=False)
+  assert grad_of_w_v(losses.LossConfig(**no_ft)) == 0.0
+  assert grad_of_w_v(losses.LossConfig(**no_ft, use_align=True)) > 0.0

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from art_jax import losses
+from art_jax import ablations, losses
 
 
 def _unit(x):
@@ -154,15 +154,16 @@ def test_ema_update_numbers():
 
 
 def _outputs(dtype=jnp.float32):
-  k = jax.random.split(jax.random.key(0), 6)
+  k = jax.random.split(jax.random.key(0), 7)
   b, t, n, d, nc, m, dt = 2, 3, 2, 8, 4, 3, 6
   shapes = {
     "logits_global": (b, nc),
     "logits": (b, nc),
-    "responses": (b, t, n, d),
+    "region_content": (b, t, n, d),
     "video_embed": (b, dt),
     "agent_bank": (nc, m, dt),
     "prototypes": (nc, dt),
+    "class_text": (nc, dt),
   }
   return {
     name: jax.random.normal(key, shape).astype(dtype)
@@ -183,7 +184,7 @@ def test_total_loss_is_the_weighted_sum():
   pc = losses.prototype_consistency_loss(
     out["prototypes"], out["agent_bank"], out["video_embed"], labels
   )
-  mtc, _ = losses.mtc_loss(out["responses"], w_tem=3.0)
+  mtc, _ = losses.mtc_loss(out["region_content"], w_tem=3.0)
   want = ce(out["logits_global"]) + ce(out["logits"]) + 0.5 * mtc
   want += 2.0 * (vc + pc)
   np.testing.assert_allclose(total, want, rtol=1e-5)
@@ -198,7 +199,7 @@ def test_mtc_warmup_ramps_lambda_mtc_in_the_jitted_loss():
   out, labels = _outputs(), jnp.array([1, 3])
   cfg = losses.LossConfig(lambda_mtc=0.5, mtc_warmup_steps=10, use_ft=False)
   loss = jax.jit(losses.total_loss, static_argnums=2)
-  mtc, _ = losses.mtc_loss(out["responses"])
+  mtc, _ = losses.mtc_loss(out["region_content"])
   ce = losses.cross_entropy(out["logits_global"], labels)
   ce += losses.cross_entropy(out["logits"], labels)
   for step, weight in ((0, 0.0), (4, 0.2), (10, 0.5), (1000, 0.5)):
@@ -216,16 +217,16 @@ def test_mtc_warmup_ramps_lambda_mtc_in_the_jitted_loss():
     ("baseline", {"ce_global"}),
     ("rssa", {"ce_global", "ce_final"}),
     ("rssa_ta_mtc", {"ce_global", "ce_final", "spa", "tem", "trk", "mtc"}),
+    ("mtc_spa_trk", {"ce_global", "ce_final", "spa", "trk", "mtc"}),
     ("ft_vc", {"ce_global", "ce_final", "spa", "tem", "trk", "mtc", "vc",
                "ft"}),
     ("ft_pc", {"ce_global", "ce_final", "spa", "tem", "trk", "mtc", "pc",
                "ft"}),
   ],
 )  # fmt: skip
-def test_loss_settings_switch_terms(setting, keys):
-  _, terms = losses.total_loss(
-    _outputs(), jnp.array([0, 1]), losses.LOSS_SETTINGS[setting]
-  )
+def test_ablation_settings_switch_terms(setting, keys):
+  cfg = losses.LossConfig(**ablations.SETTINGS[setting].loss)
+  _, terms = losses.total_loss(_outputs(), jnp.array([0, 1]), cfg)
   assert set(terms) == keys | {"total"}
   on = [v for name, v in terms.items() if name in ("ce_global", "ce_final")]
   if setting in ("baseline", "rssa"):
@@ -233,16 +234,65 @@ def test_loss_settings_switch_terms(setting, keys):
 
 
 def test_table_v_switches():
-  base = losses.LOSS_SETTINGS["rssa_ta_mtc"]
+  base = losses.LossConfig(**ablations.SETTINGS["rssa_ta_mtc"].loss)
   for term in ("spa", "tem", "trk"):
     cfg = dataclasses.replace(base, **{f"use_{term}": False})
     _, terms = losses.total_loss(_outputs(), jnp.array([0, 1]), cfg)
     assert term not in terms and len({"spa", "tem", "trk"} & set(terms)) == 2
 
 
+def test_alignment_loss_and_map_overlap_terms():
+  out, labels = _outputs(), jnp.array([1, 3])
+  cfg = losses.LossConfig(use_mtc=False, use_ft=False, use_align=True)
+  maps = jax.nn.softmax(jax.random.normal(jax.random.key(9), (2, 3, 2, 5)))
+  total, terms = losses.total_loss({**out, "response_maps": maps}, labels, cfg)
+  align = losses.video_text_alignment_loss(
+    out["video_embed"], out["class_text"], labels
+  )
+  ce = losses.cross_entropy(out["logits_global"], labels)
+  ce += losses.cross_entropy(out["logits"], labels)
+  np.testing.assert_allclose(total, ce + align, rtol=1e-5)  # overlap not in
+  np.testing.assert_allclose(terms["map_overlap"], losses.map_overlap(maps))
+  # The bank's class text gets no gradient from L_align.
+  g = jax.grad(
+    lambda t: losses.video_text_alignment_loss(out["video_embed"], t, labels)
+  )(out["class_text"])
+  np.testing.assert_array_equal(g, 0.0)
+
+
+def test_map_overlap_is_zero_for_disjoint_and_one_for_equal_maps():
+  disjoint = jnp.zeros((1, 2, 2, 4)).at[:, :, 0, :2].set(0.5)
+  disjoint = disjoint.at[:, :, 1, 2:].set(0.5)
+  np.testing.assert_allclose(losses.map_overlap(disjoint), 0.0)
+  same = jnp.full((1, 2, 3, 4), 0.25)
+  np.testing.assert_allclose(losses.map_overlap(same), 1.0, rtol=1e-6)
+  half = jnp.array([[[[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]]]])
+  np.testing.assert_allclose(losses.map_overlap(half), 0.5, rtol=1e-6)
+
+
+def test_mtc_on_content_of_disjoint_regions():
+  """Hand-built region content: each query attends (maps A) to its own
+  region of orthogonal token values V, o = A V. Disjoint regions: L_spa = 0;
+  the same region for both queries: L_spa = 1. A query that keeps its
+  region across frames: L_tem = 0; L_trk tells the tracklets apart."""
+  t, n, length = 4, 2, 6
+  values = jnp.eye(length)  # orthogonal token contents (L, d=L)
+  maps = jnp.zeros((1, t, n, length))
+  maps = maps.at[:, :, 0, :3].set(1 / 3).at[:, :, 1, 3:].set(1 / 3)
+  content = jnp.einsum("btnl,ld->btnd", maps, values)
+  np.testing.assert_allclose(losses.spatial_loss(content), 0.0, atol=1e-7)
+  np.testing.assert_allclose(losses.temporal_loss(content), 0.0, atol=1e-7)
+  same = jnp.broadcast_to(maps[:, :, :1], maps.shape)
+  shared = jnp.einsum("btnl,ld->btnd", same, values)
+  np.testing.assert_allclose(losses.spatial_loss(shared), 1.0, rtol=1e-6)
+  assert float(losses.tracklet_loss(content)) < float(
+    losses.tracklet_loss(shared)
+  )
+
+
 def test_baseline_outputs_reject_mtc():
-  out = {k: v for k, v in _outputs().items() if k != "responses"}
-  with pytest.raises(ValueError, match="responses"):
+  out = {k: v for k, v in _outputs().items() if k != "region_content"}
+  with pytest.raises(ValueError, match="region_content"):
     losses.total_loss(out, jnp.array([0, 1]), losses.LossConfig())
 
 
@@ -259,11 +309,12 @@ def test_loss_gradients_reach_agent_bank_and_prototypes():
   out, labels = _outputs(), jnp.array([1, 2])
 
   def loss(agent, protos, resp):
-    o = {**out, "agent_bank": agent, "prototypes": protos, "responses": resp}
+    o = {**out, "agent_bank": agent, "prototypes": protos}
+    o["region_content"] = resp
     return losses.total_loss(o, labels)[0]
 
   grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(
-    out["agent_bank"], out["prototypes"], out["responses"]
+    out["agent_bank"], out["prototypes"], out["region_content"]
   )
   for g in grads:
     assert np.all(np.isfinite(g)) and float(jnp.abs(g).sum()) > 0

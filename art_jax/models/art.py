@@ -28,16 +28,7 @@ from art_jax.models import layers, uniformerv2
 
 Dtype = Any
 
-# Model-side switches of the paper's Table IV settings. Table V (MTC terms)
-# and Table VI (text fine-tuning terms) are loss switches: see
-# `art_jax.losses.LOSS_SETTINGS`.
-ABLATIONS: dict[str, dict[str, bool]] = {
-  "baseline": {"use_rssa": False},  # (1)
-  "rssa": {"use_ta": False},  # (2) sum aggregation
-  "rssa_no_se": {"use_se": False, "use_ta": False},  # (3)
-  "rssa_ta": {},  # (4)
-  "art": {},  # (5), with the MTC loss on
-}
+TEXT_SELECTIONS = ("global_head", "video_text")
 
 checkpoint_name = jax.ad_checkpoint.checkpoint_name
 _gelu = functools.partial(nn.gelu, approximate=False)
@@ -91,8 +82,11 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
   """Pre-LN decoder layer: query self-attn, cross-attn to memory, MLP.
 
-  Scan-compatible: `__call__(q, memory) -> (q, attention_map)` where the
-  map is the cross-attention averaged over heads, (..., Lq, Lk) float32.
+  Scan-compatible: `__call__(q, memory) -> (q, (attention_map, content))`:
+  the map is the cross-attention averaged over heads, (..., Lq, Lk) float32;
+  the content is the cross-attention's output (attention-weighted values
+  after the output projection, before dropout and the residual add),
+  (..., Lq, d): what the memory alone supplies to each query (MTC, spec §7).
   """
 
   num_heads: int
@@ -121,6 +115,7 @@ class DecoderLayer(nn.Module):
     y, weights = attn(name="cross_attn")(
       norm(name="ln_2")(q), memory, return_weights=True
     )
+    content = y
     q = q + drop(checkpoint_name(y, "attn_out"))
     y = layers.Mlp(
       self.mlp_ratio * q.shape[-1],
@@ -129,7 +124,8 @@ class DecoderLayer(nn.Module):
       param_dtype=self.param_dtype,
       name="mlp",
     )(norm(name="ln_3")(q))
-    return q + drop(checkpoint_name(y, "mlp_out")), jnp.mean(weights, -3)
+    out = q + drop(checkpoint_name(y, "mlp_out"))
+    return out, (jnp.mean(weights, -3), content)
 
 
 class Stack(nn.Module):
@@ -167,7 +163,7 @@ class Stack(nn.Module):
         metadata_params={nn.PARTITION_NAME: sh.LAYERS},
       )(**self.layer_kwargs, name="layers")
       x, ys = stack(x, broadcast)
-      return x, (None if ys is None else ys[-1])
+      return x, jax.tree.map(lambda y: y[-1], ys)
     y = None
     for i in range(self.num_layers):
       x, y = layer(**self.layer_kwargs, name=f"layers_{i}")(x, broadcast)
@@ -181,7 +177,14 @@ class ARTHeads(nn.Module):
     num_classes: K; must equal the bank's first axis.
     latent_dim: d, the width of the SE encoder and RSSA decoder.
     num_queries: N region queries per frame = number of tracklets (N <= k).
-    top_k: k text semantics picked from the K*M bank entries.
+    top_k: k classes whose text semantics are selected (k <= K); each
+      contributes one vector, the normalised mean of its M templates.
+    text_selection: how the k classes are chosen (spec §3), always without
+      gradient through the choice: "global_head" (default), the top-k of
+      softmax(logits_g), the backbone head trained by CE in every setting;
+      "video_text", the top-k of cos(v, S̄_c), v = normalize(W_v g), which
+      needs a loss that trains W_v (L_vc / L_pc, or L_align with text
+      fine-tuning off: `losses.LossConfig.use_align`).
     se_layers / decoder_layers: depth of SE and of the RSSA decoder.
     use_rssa: False gives the baseline (Table IV setting 1): only the text
       branch (v, top-k, S', Π) is computed, no 'logits'; `ART` then uses the
@@ -202,6 +205,7 @@ class ARTHeads(nn.Module):
   latent_dim: int = 256
   num_queries: int = 2
   top_k: int = 8
+  text_selection: str = "global_head"
   se_layers: int = 4
   decoder_layers: int = 4
   num_heads: int = 8
@@ -249,6 +253,7 @@ class ARTHeads(nn.Module):
     self,
     tokens: jax.Array,
     global_feat: jax.Array,
+    global_logits: jax.Array,
     bank: jax.Array,
     train: bool = False,
   ) -> dict[str, jax.Array]:
@@ -257,22 +262,26 @@ class ARTHeads(nn.Module):
     Args:
       tokens: X, (B, T', L, C) backbone patch tokens.
       global_feat: g, (B, C) backbone global feature.
+      global_logits: logits_g, (B, K) the backbone head's logits (read by
+        text_selection="global_head", without gradient).
       bank: S, (K, M, D) EMA text bank (train state, no gradient).
       train: enables dropout.
 
     Returns:
       A dict with
-        video_embed (B, D) v, topk (B, k) int32 indices into the flattened
-        K*M bank (by descending score), topk_scores (B, k) cos(v, S),
-        agent_bank (K, M, D) S', prototypes (K, D) Π; and unless the
-        baseline (`use_rssa=False`): logits (B, K) float32, responses
-        (B, T', N, d) R, response_maps (B, T', N, L) float32 (last decoder
-        layer's cross-attention, mean over heads), text_tokens (B, T', k, d)
-        Ẽ, saliency (B, T', N) TA weights a (ones if `use_ta=False`),
-        tracklets (B, N, d) aggregated τ̂.
+        video_embed (B, D) v, class_text (K, D) S̄ (the bank's normalised
+        per-class means), topk (B, k) int32 selected class ids (by
+        descending score), topk_scores (B, k) their scores, agent_bank
+        (K, M, D) S', prototypes (K, D) Π; and unless the baseline
+        (`use_rssa=False`): logits (B, K) float32, responses (B, T', N, d)
+        R, region_content (B, T', N, d) o (the last cross-attention's
+        output: what MTC reads), response_maps (B, T', N, L) float32 (last
+        decoder layer's cross-attention, mean over heads), text_tokens
+        (B, T', k, d) Ẽ, saliency (B, T', N) TA weights a (ones if
+        `use_ta=False`), tracklets (B, N, d) aggregated τ̂.
     """
     b, t, length, _ = tokens.shape
-    k_cls, m_tpl, d_text = bank.shape
+    k_cls, _, d_text = bank.shape
     if k_cls != self.num_classes:
       raise ValueError(
         f"bank has {k_cls} classes, heads have num_classes={self.num_classes}"
@@ -282,9 +291,14 @@ class ARTHeads(nn.Module):
         f"num_queries={self.num_queries} must be <= top_k={self.top_k}: "
         "region queries add the first N of the k selected text tokens"
       )
-    if self.top_k > k_cls * m_tpl:
+    if self.top_k > k_cls:
       raise ValueError(
-        f"top_k={self.top_k} exceeds the {k_cls * m_tpl} bank entries"
+        f"top_k={self.top_k} exceeds the bank's {k_cls} classes (the "
+        "selection picks classes)"
+      )
+    if self.text_selection not in TEXT_SELECTIONS:
+      raise ValueError(
+        f"text_selection={self.text_selection!r} not in {TEXT_SELECTIONS}"
       )
     policies = ("none", *uniformerv2.REMAT_POLICIES)
     if self.remat_policy not in policies:
@@ -309,9 +323,9 @@ class ARTHeads(nn.Module):
       ),
     )
 
-    # §3: v = normalize(W_v g); top-k of cos(v, S) over all K*M entries.
-    # In float32 (a (B, C) x (C, D) product): the discrete selection then
-    # does not depend on the compute dtype.
+    # §3: v = normalize(W_v g), the video in text space (L_vc, L_pc,
+    # L_align). In float32 (a (B, C) x (C, D) product): a selection made
+    # from it does not depend on the compute dtype.
     v = layers.dense(
       d_text,
       (sh.EMBED, sh.TEXT_EMBED),
@@ -320,11 +334,16 @@ class ARTHeads(nn.Module):
       name="video_proj",
     )(global_feat.astype(jnp.float32))
     v = l2_normalize(v)
-    flat_bank = l2_normalize(bank.reshape(k_cls * m_tpl, d_text))
-    scores = jax.lax.stop_gradient(v) @ flat_bank.T  # (B, K*M)
-    topk_scores, topk = jax.lax.top_k(scores, self.top_k)
+    # Class-level text: S̄_c = normalize(mean_m S_{c,m}), one per class.
+    class_text = l2_normalize(bank.astype(jnp.float32).mean(axis=1))
+    if self.text_selection == "global_head":
+      scores = jax.nn.softmax(global_logits.astype(jnp.float32), axis=-1)
+    else:
+      scores = v @ class_text.T  # (B, K)
+    topk_scores, topk = jax.lax.top_k(jax.lax.stop_gradient(scores), self.top_k)
     out = {
       "video_embed": v,
+      "class_text": class_text,
       "topk": topk.astype(jnp.int32),
       "topk_scores": topk_scores,
       "agent_bank": agent_bank,
@@ -333,7 +352,7 @@ class ARTHeads(nn.Module):
     if not self.use_rssa:
       return out
 
-    text = bank.reshape(k_cls * m_tpl, d_text)[topk]  # T_k (B, k, D)
+    text = class_text[topk]  # T_k (B, k, D)
     text = self._dense(d, (sh.TEXT_EMBED, sh.EMBED), "text_proj")(text)
     x = self._dense(d, (sh.EMBED, sh.MLP), "token_proj")(tokens)
     x = nn.with_logical_constraint(x, (sh.BATCH, sh.TIME, sh.LENGTH, sh.EMBED))
@@ -364,7 +383,7 @@ class ARTHeads(nn.Module):
     queries = nn.with_logical_constraint(
       queries, (sh.BATCH, sh.QUERIES, sh.EMBED)
     )
-    resp, maps = self._stack(
+    resp, (maps, content) = self._stack(
       DecoderLayer, self.decoder_layers, train, "decoder"
     )(queries, x)
     resp = layers.LayerNorm(param_dtype=self.param_dtype, name="decoder_norm")(
@@ -399,6 +418,7 @@ class ARTHeads(nn.Module):
     out.update(
       logits=logits.astype(jnp.float32),
       responses=resp,
+      region_content=content.reshape(b, t, self.num_queries, d),
       response_maps=maps.reshape(b, t, self.num_queries, length),
       text_tokens=text,
       saliency=saliency,
@@ -442,7 +462,7 @@ class ART(nn.Module):
       video, train=train
     )
     out = ARTHeads(**heads_kw, name="heads")(
-      feats["tokens"], feats["global"], bank, train=train
+      feats["tokens"], feats["global"], feats["logits"], bank, train=train
     )
     out["logits_global"] = feats["logits"].astype(jnp.float32)
     out["global"] = feats["global"]
