@@ -7,7 +7,7 @@ never inside `get_config`, so that `--config.batch_size=` keeps schedules
 right.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -235,6 +235,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.init_from = ml_collections.ConfigDict()
   c.init_from.path = config_dict.placeholder(str)  # converted params file
+  # A leaf of init_from.path with another shape than the model's is an error
+  # (the classifier excepted); True re-initialises such leaves instead.
+  c.init_from.allow_reinit = False
   # Build init_from.path on first use by pose pretraining on synthetic
   # stills (art_jax.pose_pretrain; the demo's stand-in for CLIP). Off: 0.
   c.init_from.pose_pretrain = ml_collections.ConfigDict(
@@ -345,6 +348,7 @@ def validate(
   num_devices: int,
   shard_meta: Mapping[str, Any] | None = None,
   bank_shape: tuple[int, ...] | None = None,
+  bank_class_names: Sequence[str] | None = None,
 ) -> None:
   """Checks a config before anything compiles; raises ConfigError.
 
@@ -353,6 +357,8 @@ def validate(
     num_devices: global device count (for mesh and batch divisibility).
     shard_meta: the training split's metadata ({split}.json), if read.
     bank_shape: (K, M, D) of the text bank, if loaded.
+    bank_class_names: the bank's class names (bank.json), if loaded; must
+      be the shards' class names in label order.
   """
   problems = []
   if config.model.preset not in BACKBONE_PRESETS:
@@ -430,8 +436,35 @@ def validate(
         f"model.heads.top_k={heads.top_k} exceeds the bank's "
         f"{bank_shape[0]} classes (the text selection picks classes)"
       )
+  shard_names = (shard_meta or {}).get("class_names")
+  if shard_names is not None and bank_class_names is not None:
+    problems += class_order_problems(
+      shard_names, bank_class_names, config.text_bank.dir
+    )
   if problems:
     raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def class_order_problems(
+  shard_names: Sequence[str], bank_names: Sequence[str], bank_dir: str
+) -> list[str]:
+  """The bank's row c must be the text of label c: names equal, in order."""
+  if list(shard_names) == list(bank_names):
+    return []
+  diffs = [
+    f"label {i}: shards {a!r}, bank {b!r}"
+    for i, (a, b) in enumerate(zip(shard_names, bank_names))
+    if a != b
+  ]
+  if len(shard_names) != len(bank_names):
+    diffs.append(f"{len(shard_names)} shard classes, {len(bank_names)} in bank")
+  return [
+    f"the text bank in {bank_dir} does not list the shards' classes in "
+    f"label order ({len(diffs)} differences; first: "
+    + "; ".join(diffs[:3])
+    + "): rebuild it with `python -m art_jax.text_bank` from the shards' "
+    "class names"
+  ]
 
 
 def _data_parallel_size(mesh: Mapping[str, int], num_devices: int) -> int:

@@ -2,8 +2,8 @@
 
 Parameters under the `backbone` subtree (UniFormerV2, usually pretrained)
 train at `lr * backbone_lr_mult`; ART's heads at `lr`. Weight decay touches
-only matrices, never biases, norm scales, embeddings, the agent text bank or
-the class prototypes.
+only layer kernels, never biases, norm scales, embeddings, prompts, the
+agent text bank or the class prototypes (`weight_decay_mask`).
 """
 
 from collections.abc import Callable
@@ -13,17 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-# Parameter names (any path component) that never get weight decay.
-NO_DECAY_NAMES = (
-  "class_embedding",
-  "positional_embedding",
-  "temporal_cls_token",
-  "agent_bank",
-  "prototypes",
-  "prompts",
-  "balance",
-  "position_embedding",
-)
+# Leaf names that get weight decay: the weights of dense, attention and
+# convolution layers. Everything else (biases, LayerNorm / BatchNorm scales,
+# class / positional embeddings and tokens, the query prompts, the agent
+# text bank, the class prototypes, the fusion balance) never decays,
+# whatever its rank: under nn.scan a bias is (layers, C) and a q/k/v bias is
+# (heads, head_dim) even unscanned, so rank cannot tell them apart.
+DECAY_LEAF_NAMES = ("kernel",)
 
 
 def path_str(path: tuple) -> str:
@@ -32,11 +28,10 @@ def path_str(path: tuple) -> str:
 
 
 def weight_decay_mask(params):
-  """True for >=2-D weights that are not embeddings, banks or prototypes."""
+  """True for the leaves named in DECAY_LEAF_NAMES (layer kernels)."""
 
-  def decays(path, x):
-    names = path_str(path).split("/")
-    return x.ndim >= 2 and not any(n in NO_DECAY_NAMES for n in names)
+  def decays(path, _):
+    return path_str(path).split("/")[-1] in DECAY_LEAF_NAMES
 
   return jax.tree_util.tree_map_with_path(decays, params)
 

@@ -538,14 +538,26 @@ def make_eval_iterator(config: ml_collections.ConfigDict, batch_size: int):
 # --- pretrained weights ------------------------------------------------------
 
 
+# Backbone leaves expected to differ from a pretrained file: the classifier
+# (another class count, or a pose-regression head).
+CLASSIFIER_PREFIX = "proj_2/"
+
+
 def load_pretrained(
-  state: TrainState, path: str, backbone: Mapping[str, Any]
+  state: TrainState,
+  path: str,
+  backbone: Mapping[str, Any],
+  allow_reinit: bool = False,
 ) -> tuple[TrainState, dict[str, list[str]]]:
   """Loads a converted UniFormerV2/CLIP params file into the backbone.
 
-  Leaves whose name and shape match are loaded; leaves of another shape
-  (e.g. a classifier for another class count) keep their initialisation;
-  checkpoint entries the model lacks are ignored. Returns the report.
+  Leaves whose name and shape match are loaded; checkpoint entries the
+  model lacks are ignored; leaves the file lacks keep their initialisation.
+  A leaf the file has with another shape is an error (a checkpoint
+  converted for another layout would otherwise train with, e.g., a random
+  patch embedding), except the classifier (`CLASSIFIER_PREFIX`), which
+  keeps its initialisation; `allow_reinit` (config init_from.allow_reinit)
+  re-initialises every such leaf instead. Returns the report.
   """
   from art_jax import weights  # noqa: PLC0415 - only when init_from is set
 
@@ -560,6 +572,7 @@ def load_pretrained(
     loaded_vars.get("batch_stats", {}), sep="/"
   )
   report = {"loaded": [], "reinitialised": [], "ignored": []}
+  mismatched = []
 
   def merge(tree, pretrained, prefix):
     flat = flax.traverse_util.flatten_dict(tree, sep="/")
@@ -569,6 +582,13 @@ def load_pretrained(
         continue
       name = key[len("backbone/") :]
       src = pretrained.get(name)
+      wrong_shape = src is not None and src.shape != value.shape
+      if wrong_shape and not (
+        allow_reinit or name.startswith(CLASSIFIER_PREFIX)
+      ):
+        mismatched.append(
+          f"{prefix}{key}: file {tuple(src.shape)}, model {tuple(value.shape)}"
+        )
       if src is None or tuple(src.shape) != tuple(value.shape):
         report["reinitialised"].append(prefix + key)
         continue
@@ -578,10 +598,19 @@ def load_pretrained(
     report["ignored"].extend(prefix + k for k in pretrained if k not in used)
     return flax.traverse_util.unflatten_dict(flat, sep="/")
 
-  state = state.replace(
-    params=merge(state.params, pre_params, "params/"),
-    batch_stats=merge(state.batch_stats, pre_stats, "batch_stats/"),
-  )
+  params = merge(state.params, pre_params, "params/")
+  batch_stats = merge(state.batch_stats, pre_stats, "batch_stats/")
+  if mismatched:
+    raise ValueError(
+      f"init_from.path={path}: {len(mismatched)} backbone leaves have "
+      "another shape than the model's:\n  "
+      + "\n  ".join(mismatched[:20])
+      + "\nThe file was converted for another layout (e.g. a Kinetics "
+      "checkpoint without `convert_weights --preset`, or another "
+      "model.backbone); convert it for this config, or set "
+      "init_from.allow_reinit=True to train those leaves from scratch."
+    )
+  state = state.replace(params=params, batch_stats=batch_stats)
   logging.info(
     "init_from %s: loaded %d, re-initialised %d, ignored %d",
     path,
@@ -640,6 +669,7 @@ def train_and_evaluate(
     num_devices=len(devices),
     shard_meta=train_meta or eval_meta,
     bank_shape=tuple(bank.shape),
+    bank_class_names=bank_meta.get("class_names"),
   )
   num_train = (train_meta or eval_meta)["num_clips"]
   steps = config_lib.steps_from_config(config, num_train)
@@ -690,7 +720,10 @@ def train_and_evaluate(
     state = create_state(setup, mesh, rules, config.seed, bank)
     if config.init_from.path:
       state, report = load_pretrained(
-        state, config.init_from.path, model.backbone
+        state,
+        config.init_from.path,
+        model.backbone,
+        allow_reinit=config.init_from.allow_reinit,
       )
       if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)

@@ -547,3 +547,18 @@ def test_selection_projection_is_trained_with_fine_tuning_off():
   no_ft = dict(use_global=False, use_mtc=False, use_ft=False)
   assert grad_of_w_v(losses.LossConfig(**no_ft)) == 0.0
   assert grad_of_w_v(losses.LossConfig(**no_ft, use_align=True)) > 0.0
+
+
+def test_final_classifier_runs_in_float32_under_bf16():
+  model = art.ARTHeads(**SMALL, dtype=jnp.bfloat16)
+  seen = {}
+
+  def record(next_fun, args, kwargs, context):
+    result = next_fun(*args, **kwargs)
+    if context.module.name == "head":
+      seen["in"], seen["out"] = args[0].dtype, result.dtype
+    return result
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(model.apply, _params(), *_inputs(jnp.bfloat16))
+  assert seen == {"in": jnp.float32, "out": jnp.float32}

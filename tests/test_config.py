@@ -96,6 +96,16 @@ def test_validate_accepts_a_good_config():
     ({"data.sampling": "random"}, 8, None, None, "sampling"),
     ({"data.dir": None}, 8, None, None, "data.dir is not set"),
     ({"model.attention_impl": "flash"}, 8, None, None, "'xla' or 'cudnn'"),
+    ({"model.heads.top_k": 9}, 8, None, (8, 4, 16), "8 classes"),
+    (
+      {"model.heads.text_selection": "video_text", "loss.use_ft": False},
+      8,
+      None,
+      None,
+      "use_align=True",
+    ),
+    ({"model.heads.text_selection": "random"}, 8, None, None, "global_head"),
+    ({"model.heads.use_rssa": False}, 8, None, None, "use_final, loss.use_mtc"),
     (
       {"model.attention_impl": "cudnn", "model.dtype": "float32"},
       8,
@@ -110,6 +120,20 @@ def test_validate_names_what_to_change(changes, devices, meta, bank, message):
     config_lib.validate(
       _valid(**changes), num_devices=devices, shard_meta=meta, bank_shape=bank
     )
+
+
+def test_validate_checks_the_banks_class_order():
+  names = [f"class {i}" for i in range(99)]
+  ok = dict(num_devices=8, shard_meta={"num_classes": 99, "class_names": names})
+  config_lib.validate(_valid(), bank_class_names=names, **ok)
+  swapped = [names[1], names[0], *names[2:]]
+  with pytest.raises(config_lib.ConfigError) as err:
+    config_lib.validate(_valid(), bank_class_names=swapped, **ok)
+  message = str(err.value)
+  assert "label order (2 differences" in message
+  assert "label 0: shards 'class 0', bank 'class 1'" in message
+  with pytest.raises(config_lib.ConfigError, match="98 in bank"):
+    config_lib.validate(_valid(), bank_class_names=names[:98], **ok)
 
 
 def test_parse_variant_key_value_form():

@@ -1,5 +1,6 @@
 """Optimiser: schedules, weight-decay mask, backbone lr multiplier."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +39,41 @@ def test_weight_decay_mask_only_matrices():
   assert not mask["backbone"]["positional_embedding"]
   assert not mask["heads"]["agent_bank"]
   assert not mask["heads"]["prototypes"]
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_weight_decay_mask_on_the_art_model(scan):
+  """Only kernels decay, scanned or not: no (layers, C) bias or norm scale,
+  no (H, K) q/k/v bias, no prompt, bank or prototype."""
+  from test_config import load_config
+
+  from art_jax import train
+
+  c = load_config("demo")
+  c.unlock()
+  c.model.scan = scan
+  model = train.build_model(c)
+  video = jnp.zeros((1, 8, 48, 48, 3))
+  bank = jnp.zeros((12, 4, 64))
+  params = jax.eval_shape(model.init, jax.random.key(0), video, bank)
+  params = nn.meta.unbox(params["params"])
+  mask = optim.weight_decay_mask(params)
+  decayed, kept = set(), set()
+  for (path, _), (_, on) in zip(
+    jax.tree_util.tree_leaves_with_path(params),
+    jax.tree_util.tree_leaves_with_path(mask),
+  ):
+    name = optim.path_str(path)
+    (decayed if on else kept).add(name)
+    assert on == name.endswith("/kernel"), name
+  assert "heads/query_prompts" in kept and "heads/agent_bank" in kept
+  assert any("attn/query/bias" in n for n in kept)
+  assert any(n.endswith("attn/query/kernel") for n in decayed)
+  if scan:  # stacked (layers, C) biases and scales stay undecayed
+    stacked = [
+      n for n in kept if "scan" in n and n.endswith(("/bias", "/scale"))
+    ]
+    assert stacked
 
 
 def test_adamw_warmup_then_cosine():

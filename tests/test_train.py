@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny_data
@@ -335,3 +337,42 @@ def test_gradient_accumulation_equals_the_full_batch(data, tmp_path):
   np.testing.assert_allclose(
     [l2[s] for s in (1, 2, 3)], [l1[s] for s in (1, 2, 3)], rtol=1e-4
   )
+
+
+def test_init_from_with_a_wrong_shaped_leaf_fails_unless_allowed(tmp_path):
+  """A file converted for another layout (here a patch embedding with one
+  time tap, as a Kinetics checkpoint converted without --preset) must not
+  silently leave conv1 at its random init."""
+  from art_jax import weights  # noqa: PLC0415
+  from art_jax.models import uniformerv2  # noqa: PLC0415
+
+  c = make_config({"data": "unused", "bank": "unused"})
+  model = train.build_model(c)
+  video = jnp.zeros(
+    (1, c.data.num_frames, c.data.crop_size, c.data.crop_size, 3)
+  )
+  variables = nn.meta.unbox(
+    jax.jit(model.init)(jax.random.key(0), video, jnp.zeros((4, 2, 8)))
+  )
+  state = train.TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=variables["params"],
+    batch_stats=variables.get("batch_stats", {}),
+    opt_state=(),
+    text_bank=jnp.zeros((4, 2, 8)),
+    rng=jax.random.key(0),
+  )
+  kwargs = dict(model.backbone, num_classes=7, scan=False, kernel_size=1)
+  source = uniformerv2.UniFormerV2(**kwargs)
+  path = str(tmp_path / "k400_no_preset.msgpack")
+  weights.save_params_file(
+    path, weights.init_variables(source, jax.random.key(3)), source
+  )
+  with pytest.raises(ValueError, match="conv1") as err:
+    train.load_pretrained(state, path, model.backbone)
+  assert "allow_reinit" in str(err.value) and "proj_2" not in str(err.value)
+  _, report = train.load_pretrained(
+    state, path, model.backbone, allow_reinit=True
+  )
+  reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
+  assert any("conv1" in k for k in reinit) and reinit >= HEAD_ONLY

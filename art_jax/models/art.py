@@ -413,7 +413,14 @@ class ARTHeads(nn.Module):
     ).astype(self.dtype)
     z = layers.LayerNorm(param_dtype=self.param_dtype, name="head_norm")(z)
     z = nn.Dropout(self.dropout_rate, deterministic=not train)(z)
-    logits = self._dense(self.num_classes, (sh.EMBED, sh.CLASSES), "head")(z)
+    # The classifier in float32, like the backbone head's.
+    logits = layers.dense(
+      self.num_classes,
+      (sh.EMBED, sh.CLASSES),
+      dtype=jnp.float32,
+      param_dtype=self.param_dtype,
+      name="head",
+    )(z.astype(jnp.float32))
 
     out.update(
       logits=logits.astype(jnp.float32),
