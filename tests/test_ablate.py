@@ -164,3 +164,15 @@ def test_finished_runs_are_reused(tmp_path, monkeypatch):
   assert calls[0] == (4, str(tmp_path / "mtc_spa_seed4"))
   saved = json.loads((tmp_path / "mtc_spa_seed4" / "result.json").read_text())
   assert saved == first
+
+
+def test_per_seed_lines_name_each_seed():
+  rows = ablations.table_rows("VI")
+  results = {
+    "ft_pc": [
+      {"top1": 0.5, "mean_class_accuracy": 0.5, "seed": 3},
+      {"top1": 0.25, "mean_class_accuracy": 0.5, "seed": 2},
+    ]
+  }
+  lines = ablate.per_seed(rows, results).splitlines()
+  assert "- (3) + L_pc: Top-1 25.0/50.0 (seeds [2, 3])" in lines

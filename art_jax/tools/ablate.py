@@ -100,14 +100,16 @@ def summarise(
 
 
 def per_seed(
-  rows: Sequence[tuple[str, str]], results: dict[str, list[dict]], seeds
+  rows: Sequence[tuple[str, str]], results: dict[str, list[dict]]
 ) -> str:
   """One line per setting: Top-1 of each seed, in seed order."""
   lines = []
   for setting, label in rows:
-    runs = results.get(setting, [])
+    runs = sorted(results.get(setting, []), key=lambda r: r["seed"])
     digits = "/".join(f"{100 * r['top1']:.1f}" for r in runs)
-    lines.append(f"- {label}: Top-1 {digits} (seeds {list(seeds)})")
+    lines.append(
+      f"- {label}: Top-1 {digits} (seeds {[r['seed'] for r in runs]})"
+    )
   return "\n".join(lines)
 
 
@@ -118,18 +120,20 @@ def main(argv):
   seeds = range(f.seed_offset, f.seed_offset + f.seeds)
   results: dict[str, list[dict]] = {}
   total = len(rows) * len(seeds)
-  for i, (setting, seed) in enumerate(
-    (s, seed) for s, _ in rows for seed in seeds
+  # Seed by seed, every row at one seed before the next seed, so that a run
+  # stopped early leaves whole rows of a table comparable.
+  for i, (seed, setting) in enumerate(
+    (seed, s) for seed in seeds for s, _ in rows
   ):
     logging.info("ablation run %d/%d: %s seed %d", i + 1, total, setting, seed)
-    result = run_setting(f.config, f.workdir, setting, seed)
+    result = {**run_setting(f.config, f.workdir, setting, seed), "seed": seed}
     print(f"{setting} seed {seed}: {json.dumps(result)}", flush=True)
     results.setdefault(setting, []).append(result)
   table = summarise(rows, results)
   print(table)
   os.makedirs(f.workdir, exist_ok=True)
   with open(os.path.join(f.workdir, f"table_{f.table}.md"), "w") as out:
-    out.write(table + "\n\n" + per_seed(rows, results, seeds) + "\n")
+    out.write(table + "\n\n" + per_seed(rows, results) + "\n")
 
 
 if __name__ == "__main__":
