@@ -128,6 +128,9 @@ def base_config() -> ml_collections.ConfigDict:
       # built by pose pretraining if absent and init_from.pose_pretrain.steps
       # > 0), or None: from scratch.
       "init_backbone": config_dict.placeholder(str),
+      # Locked-image tuning (LiT): keep init_backbone as it is, train only
+      # a small head on its patch tokens (computed once) and the text tower.
+      "lock_video": False,
       "video_backbone": config_dict.placeholder(str),
     }
   )

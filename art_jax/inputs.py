@@ -5,7 +5,9 @@ Real datasets are prepared by `python -m art_jax.data.prepare` beforehand;
 the synthetic demo data is cheap enough to render on first use. The text
 bank is built on first use from `config.text_bank.clip` (a Hugging Face id
 or a local CLIP checkpoint, or "tiny" for a small random CLIP text tower
-written locally, which the demo uses because nothing can be downloaded)
+written locally, which the demo uses because nothing can be downloaded, or
+"tiny_pretrained" for a tiny CLIP contrastively pretrained here on
+captioned random motions of the synthetic figure, `art_jax.clip_pretrain`)
 with the class names of the training split, through the same code path as
 `python -m art_jax.text_bank`. A config with init_from.pose_pretrain.steps
 > 0 builds its init_from.path with `art_jax.pose_pretrain` if absent.
@@ -20,7 +22,7 @@ import ml_collections
 from absl import logging
 from jax.experimental import multihost_utils
 
-from art_jax import pose_pretrain, text_bank, tiny_clip
+from art_jax import clip_pretrain, pose_pretrain, text_bank, tiny_clip
 from art_jax.data import record, synthetic
 
 
@@ -51,7 +53,10 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 def ensure_text_bank(config: ml_collections.ConfigDict) -> None:
   """Builds bank.npy + bank.json in text_bank.dir from text_bank.clip."""
   tb = config.text_bank
-  if os.path.exists(os.path.join(tb.dir, text_bank.BANK_FILE)):
+  pretrained = tb.clip == clip_pretrain.CLIP_NAME
+  if os.path.exists(os.path.join(tb.dir, text_bank.BANK_FILE)) and (
+    not pretrained or clip_pretrain.is_built(config)
+  ):
     return
   if not tb.clip:
     return  # load_text_bank will say how to build one
@@ -72,6 +77,8 @@ def ensure_text_bank(config: ml_collections.ConfigDict) -> None:
       projection_dim=64,
       seed=config.seed,
     )
+  elif pretrained:
+    checkpoint = clip_pretrain.ensure_tiny_clip(config, names, templates)
   else:
     checkpoint = text_bank.resolve_checkpoint(tb.clip)
   logging.info(

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import safetensors.numpy
@@ -161,7 +161,6 @@ def write_tiny_clip_checkpoint(
     raise ValueError(f"width {width} is not divisible by heads {heads}")
   words = _default_words() if words is None else list(words)
   vocab, merges = build_vocab(words)
-  os.makedirs(out_dir, exist_ok=True)
 
   rng = np.random.default_rng(seed)
 
@@ -198,8 +197,37 @@ def write_tiny_clip_checkpoint(
     sd[f"{p}.mlp.fc1.bias"] = normal(0.02, mlp)
     sd[f"{p}.mlp.fc2.weight"] = normal(proj_std, width, mlp)
     sd[f"{p}.mlp.fc2.bias"] = normal(0.02, width)
+  return write_checkpoint(out_dir, sd, vocab, merges, heads=heads)
+
+
+def write_checkpoint(
+  out_dir: str,
+  state_dict: Mapping[str, np.ndarray],
+  vocab: Mapping[str, int],
+  merges: Sequence[tuple[str, str]],
+  *,
+  heads: int,
+) -> str:
+  """Writes a CLIPTextModelWithProjection checkpoint directory.
+
+  state_dict: Hugging Face names (`text_model.*`, `text_projection.weight`),
+  float32; the sizes (and the tokenizer's max length, the position table's
+  rows) are read from it. vocab and merges as `build_vocab` makes them.
+  Files of the same names in out_dir are replaced. -> out_dir.
+  """
+  t = "text_model"
+  width = state_dict[f"{t}.final_layer_norm.weight"].shape[0]
+  mlp = state_dict[f"{t}.encoder.layers.0.mlp.fc1.weight"].shape[0]
+  layers = 1 + max(
+    int(k.split(".")[3]) for k in state_dict if k.startswith(f"{t}.encoder.")
+  )
+  projection_dim = state_dict["text_projection.weight"].shape[0]
+  max_length = state_dict[f"{t}.embeddings.position_embedding.weight"].shape[0]
+  os.makedirs(out_dir, exist_ok=True)
   safetensors.numpy.save_file(
-    sd, os.path.join(out_dir, "model.safetensors"), {"format": "pt"}
+    {k: np.asarray(v, np.float32) for k, v in state_dict.items()},
+    os.path.join(out_dir, "model.safetensors"),
+    {"format": "pt"},
   )
 
   bos_id, eos_id = vocab[BOS], vocab[EOS]

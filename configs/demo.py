@@ -4,10 +4,11 @@ r"""The embedded default: ART on synthetic fine-grained actions, on a CPU.
 
 Renders the synthetic dataset (12 classes of one stick figure that differ
 only in a local limb motion or in the order of two motions) into
-data/synthetic on first use, builds its text bank with a small local CLIP
-text tower (nothing is downloaded; real runs use a released CLIP),
-pose-pretrains a small UniFormerV2 on stills of the figure (the stand-in for
-CLIP image weights), trains it with ART's heads, evaluates, and writes
+data/synthetic on first use, pose-pretrains a small UniFormerV2 on stills
+of the figure (the stand-in for CLIP image weights), makes a tiny CLIP by
+contrastive pretraining on captioned random motions and builds the text
+bank with its text tower (nothing is downloaded; real runs use a released
+CLIP), trains the backbone with ART's heads, evaluates, and writes
 checkpoints, metrics, the confusion matrix and tracklet pictures to
 runs/demo.
 Measured wall time and Top-1 are in the README.
@@ -45,9 +46,21 @@ def get_config(arg: str | None = None):
   # shake, base speed; the local motions are never scaled): at full scale
   # the from-scratch demo model stays at chance in this budget (README).
   c.data.synthetic.difficulty = 0.5
-  c.text_bank.dir = "data/synthetic/text_bank_tiny"
-  c.text_bank.clip = "tiny"
+  # The text bank from a tiny CLIP made here (the stand-in for a released
+  # CLIP; art_jax/clip_pretrain.py, docs/data.md): contrastive pretraining
+  # on captioned random motions of the figure (never the demo's classes or
+  # labels), its video tower the pose-pretrained backbone below, locked
+  # (LiT): only a small head on its tokens and the text tower train.
+  c.text_bank.dir = "data/synthetic/text_bank_tiny_clip"
+  c.text_bank.clip = "tiny_pretrained"
   c.text_bank.num_templates = 4
+  c.text_bank.pretrain.update(
+    {
+      "init_backbone": "data/synthetic/pose_backbone.msgpack",
+      "lock_video": True,
+      "steps": 1000,
+    }
+  )
 
   c.model.preset = "b16"
   c.model.backbone.update(
@@ -121,7 +134,15 @@ def get_config(arg: str | None = None):
     c.data.synthetic.num_train = 96
     c.data.synthetic.num_val = 24
     c.data.dir = "data/synthetic_small"
-    c.text_bank.dir = "data/synthetic_small/text_bank_tiny"
+    c.text_bank.dir = "data/synthetic_small/text_bank_tiny_clip"
+    c.text_bank.pretrain.update(
+      {
+        "init_backbone": "data/synthetic_small/pose_backbone.msgpack",
+        "steps": 4,
+        "batch_size": 8,
+        "num_clips": 16,
+      }
+    )
     c.init_from.path = "data/synthetic_small/pose_backbone.msgpack"
     c.init_from.pose_pretrain.update(
       {"steps": 4, "batch_size": 16, "num_images": 64, "num_val_images": 16}

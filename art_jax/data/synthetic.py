@@ -79,6 +79,7 @@ SHOULDER, HIP = 0.075, 0.055  # half widths
 UPPER_ARM, FOREARM, THIGH, SHIN = 0.17, 0.19, 0.25, 0.25
 LIMB_R, TORSO_R = 0.035, 0.045  # segment radii
 LIMBS = ("left_arm", "right_arm", "left_leg", "right_leg")
+MOTIONS = ("flick", "circle", "hold")  # the local motions `_pose` knows
 # +1: image right (the figure's left), -1: image left.
 SIDE = {"left_arm": 1.0, "right_arm": -1.0, "left_leg": 1.0, "right_leg": -1.0}
 
@@ -335,11 +336,34 @@ def render(
   `difficulty` scales the nuisances (`sample_nuisance`); 1 is the full
   dataset.
   """
-  events = CLASSES[label][1]
-  rng = np.random.default_rng(seed)
-  nz = sample_nuisance(rng, num_frames, size, difficulty)
+  return render_events(
+    CLASSES[label][1],
+    np.random.default_rng(seed),
+    np.linspace(0, 1, num_frames),
+    size,
+    difficulty,
+  )
+
+
+def render_events(
+  events: Sequence[tuple[str, str]],
+  rng: np.random.Generator,
+  t: np.ndarray,
+  size: int = 64,
+  difficulty: float = 1.0,
+) -> np.ndarray:
+  """Renders one or two local motions (limb, motion) in time order, at
+  times t (T,) in [0, 1], with nuisances drawn from `rng`.
+
+  `render` is this with a class's events and evenly spaced times; any limb
+  of LIMBS and any motion `_pose` knows may be given (a "flick" of a leg is
+  a kick). Timing follows the classes' windows (`sample_nuisance`). ->
+  uint8 (T, size, size, 3).
+  """
+  if not 1 <= len(events) <= 2:
+    raise ValueError(f"one or two events, got {len(events)}")
+  nz = sample_nuisance(rng, len(t), size, difficulty)
   nz["windows"] = nz["single"] if len(events) == 1 else nz["pair"]
-  t = np.linspace(0, 1, num_frames)
   return paint(_pose(events, t, nz), nz, rng, size)
 
 

@@ -445,6 +445,49 @@ def params_from_hf(
   return params
 
 
+def params_to_hf(params: Params) -> dict[str, np.ndarray]:
+  """CLIPTextTransformer params (scan or loop layout) -> the Hugging Face
+  CLIPTextModelWithProjection state dict, float32 numpy: the inverse of
+  `params_from_hf`."""
+  p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+  if "layers" in p:
+    n = p["layers"]["mlp"]["c_fc"]["kernel"].shape[0]
+    blocks = [jax.tree.map(lambda x, i=i: x[i], p["layers"]) for i in range(n)]
+  else:
+    n = sum(k.startswith("layers_") for k in p)
+    blocks = [p[f"layers_{i}"] for i in range(n)]
+  tm = "text_model"
+  sd = {
+    f"{tm}.embeddings.token_embedding.weight": p["token_embedding"],
+    f"{tm}.embeddings.position_embedding.weight": p["position_embedding"],
+    f"{tm}.final_layer_norm.weight": p["final_layer_norm"]["ln"]["scale"],
+    f"{tm}.final_layer_norm.bias": p["final_layer_norm"]["ln"]["bias"],
+    "text_projection.weight": p["text_projection"]["kernel"].T,
+  }
+  for i, b in enumerate(blocks):
+    pre = f"{tm}.encoder.layers.{i}"
+    for hf, ours in (
+      ("q_proj", "query"),
+      ("k_proj", "key"),
+      ("v_proj", "value"),
+    ):
+      kernel = b["self_attn"][ours]["kernel"]  # (C, H, C/H)
+      sd[f"{pre}.self_attn.{hf}.weight"] = kernel.reshape(kernel.shape[0], -1).T
+      sd[f"{pre}.self_attn.{hf}.bias"] = b["self_attn"][ours]["bias"].reshape(
+        -1
+      )
+    out = b["self_attn"]["out"]["kernel"]  # (H, C/H, C)
+    sd[f"{pre}.self_attn.out_proj.weight"] = out.reshape(-1, out.shape[-1]).T
+    sd[f"{pre}.self_attn.out_proj.bias"] = b["self_attn"]["out"]["bias"]
+    for ln in ("layer_norm1", "layer_norm2"):
+      sd[f"{pre}.{ln}.weight"] = b[ln]["ln"]["scale"]
+      sd[f"{pre}.{ln}.bias"] = b[ln]["ln"]["bias"]
+    for hf, ours in (("fc1", "c_fc"), ("fc2", "c_proj")):
+      sd[f"{pre}.mlp.{hf}.weight"] = b["mlp"][ours]["kernel"].T
+      sd[f"{pre}.mlp.{hf}.bias"] = b["mlp"][ours]["bias"]
+  return {k: np.ascontiguousarray(v) for k, v in sd.items()}
+
+
 def load_clip_text(
   checkpoint_dir: str,
   *,
