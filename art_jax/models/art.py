@@ -82,11 +82,8 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
   """Pre-LN decoder layer: query self-attn, cross-attn to memory, MLP.
 
-  Scan-compatible: `__call__(q, memory) -> (q, (attention_map, content))`:
-  the map is the cross-attention averaged over heads, (..., Lq, Lk) float32;
-  the content is the cross-attention's output (attention-weighted values
-  after the output projection, before dropout and the residual add),
-  (..., Lq, d): what the memory alone supplies to each query (MTC, spec §7).
+  Scan-compatible: `__call__(q, memory) -> (q, attention_map)` where the
+  map is the cross-attention averaged over heads, (..., Lq, Lk) float32.
   """
 
   num_heads: int
@@ -115,7 +112,6 @@ class DecoderLayer(nn.Module):
     y, weights = attn(name="cross_attn")(
       norm(name="ln_2")(q), memory, return_weights=True
     )
-    content = y
     q = q + drop(checkpoint_name(y, "attn_out"))
     y = layers.Mlp(
       self.mlp_ratio * q.shape[-1],
@@ -124,8 +120,7 @@ class DecoderLayer(nn.Module):
       param_dtype=self.param_dtype,
       name="mlp",
     )(norm(name="ln_3")(q))
-    out = q + drop(checkpoint_name(y, "mlp_out"))
-    return out, (jnp.mean(weights, -3), content)
+    return q + drop(checkpoint_name(y, "mlp_out")), jnp.mean(weights, -3)
 
 
 class Stack(nn.Module):
@@ -274,8 +269,9 @@ class ARTHeads(nn.Module):
         descending score), topk_scores (B, k) their scores, agent_bank
         (K, M, D) S', prototypes (K, D) Π; and unless the baseline
         (`use_rssa=False`): logits (B, K) float32, responses (B, T', N, d)
-        R, region_content (B, T', N, d) o (the last cross-attention's
-        output: what MTC reads), response_maps (B, T', N, L) float32 (last
+        R, region_content (B, T', N, d) float32 o = A X̃ (each query's
+        response map over the enhanced tokens: what MTC reads),
+        response_maps (B, T', N, L) float32 (last
         decoder layer's cross-attention, mean over heads), text_tokens
         (B, T', k, d) Ẽ, saliency (B, T', N) TA weights a (ones if
         `use_ta=False`), tracklets (B, N, d) aggregated τ̂.
@@ -383,9 +379,13 @@ class ARTHeads(nn.Module):
     queries = nn.with_logical_constraint(
       queries, (sh.BATCH, sh.QUERIES, sh.EMBED)
     )
-    resp, (maps, content) = self._stack(
+    resp, maps = self._stack(
       DecoderLayer, self.decoder_layers, train, "decoder"
     )(queries, x)
+    # The region content MTC reads (spec §7): the enhanced tokens X̃_t
+    # weighted by each query's response map, (B*T', N, d). Only where the
+    # queries look enters it, never the query itself.
+    content = jnp.einsum("bnl,bld->bnd", maps, x.astype(jnp.float32))
     resp = layers.LayerNorm(param_dtype=self.param_dtype, name="decoder_norm")(
       resp
     )
