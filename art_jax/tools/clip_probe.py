@@ -13,10 +13,9 @@ r"""What the demo's tiny CLIP learned: zero-shot Top-1 and the bank's shape.
   give exactly 1). The same numbers for the random tiny text tower the
   demo used before ("tiny") are printed alongside.
 
-  python -m art_jax.tools.clip_probe --config=configs/demo.py \
-      --config.text_bank.clip=tiny_pretrained \
-      --config.text_bank.dir=data/synthetic/text_bank_tiny_pretrained \
-      [--out=probe.json]
+  python -m art_jax.tools.clip_probe --config=configs/demo.py [--out=probe.json]
+
+(builds the demo's data and tiny CLIP first if absent).
 """
 
 import json
