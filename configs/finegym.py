@@ -4,7 +4,8 @@ r"""ART on FineGym (Gym99 / Gym288).
       --videos=... --annotations=... --out=data/finegym/gym99
   python -m art_jax.main --config=configs/finegym.py:gym99,b16
 
-Variants: gym99 | gym288 (classes), b16 | l14 (backbone), runlocal (a tiny
+Variants: gym99 | gym288 (classes), b16 | l14 (backbone), paper (the
+paper's SGD recipe from a K400 checkpoint), runlocal (a tiny
 model for a laptop smoke run). Paper (ART ViT-L/14, 16 frames): Gym99 Top-1
 94.7, ViT-B/16 93.9; one 8-GPU node.
 """
@@ -21,6 +22,7 @@ def get_config(arg: str | None = None):
     classes=("gym99", tuple(NUM_CLASSES)),
     size=("b16", config_lib.BACKBONE_PRESETS),
     runlocal=(False, bool),
+    paper=(False, bool),
   )
   c = config_lib.base_config()
   c.name = f"finegym-{v['classes']}-{v['size']}"
@@ -37,6 +39,8 @@ def get_config(arg: str | None = None):
   c.optim.warmup_epochs = 2.0
   c.data.num_test_clips = 1
   c.data.num_spatial_crops = 3
+  if v["paper"]:
+    config_lib.set_paper_recipe(c, v["size"])
   if v["runlocal"]:
     config_lib.set_runlocal(c)
   c.lock()

@@ -139,3 +139,26 @@ def test_validate_checks_the_banks_class_order():
 def test_parse_variant_key_value_form():
   v = config_lib.parse_variant("size=l14", size=("b16", ("b16", "l14")))
   assert v == {"size": "l14"}
+
+
+@pytest.mark.parametrize(
+  "name,arg",
+  [("finegym", "gym99,l14,paper"), ("diving48", "b16,paper"),
+   ("ntu", "ntu60_xview,l14,paper")],
+)  # fmt: skip
+def test_paper_variant_is_the_papers_recipe(name, arg):
+  c = load_config(name, arg)
+  default = load_config(name, arg.replace(",paper", ""))
+  assert (c.optim.name, c.optim.lr, c.optim.decay_epochs) == ("sgd", 0.01, 20)
+  assert c.optim.decay_factor == 0.1 and c.num_epochs == 50
+  assert c.model.heads.dropout_rate == 0.5 == c.model.backbone.cls_dropout
+  assert (c.data.num_test_clips, c.data.num_spatial_crops) == (1, 1)
+  assert c.model.backbone.no_lmhra and not c.model.backbone.temporal_downsample
+  size = "l14" if "l14" in arg else "b16"
+  assert c.init_from.path == f"weights/uv2_k400_{size}.msgpack"
+  # Everything else is the dataset's default config.
+  assert (
+    c.data.dir == default.data.dir and c.text_bank.dir == default.text_bank.dir
+  )
+  assert default.optim.name == "adamw" and default.num_epochs == 50
+  config_lib.validate(c, num_devices=8)

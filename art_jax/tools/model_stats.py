@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from art_jax import config_lib
 from art_jax.models import art, uniformerv2
 from art_jax.tools import bench_lib
 
@@ -51,7 +52,7 @@ def count_params(tree) -> int:
 # TEMPORAL_DOWNSAMPLE False, so T' = T).
 RECIPES = {
   "preset": {},
-  "k400": {"no_lmhra": True, "temporal_downsample": False},
+  "k400": config_lib.KINETICS_BACKBONE,
 }
 
 
