@@ -5,9 +5,20 @@ Sources (`load_uniformerv2` detects which one it is given):
     keys as in slowfast/models/uniformerv2_model.py, optionally prefixed by
     `module.` / `backbone.`, optionally wrapped in `model_state` / `state_dict`
     / `model`. Every key must map and every parameter must be present.
+  * mmaction2 UniFormerV2 recognizers (download.openmmlab.com .pth):
+    `{'state_dict': {'backbone.…', 'cls_head.fc_cls.…'}, 'meta': …}`, as in
+    mmaction/models/backbones/uniformerv2.py and heads/uniformer_head.py.
+    The backbone keys are the official ones except the final LayerNorm,
+    `transformer.norm` (official `transformer.proj.0`, ours `proj_0`: the
+    same LayerNorm on the balanced class token), and the classifier lives
+    in the head, `cls_head.fc_cls` (official `transformer.proj.2`, ours
+    `proj_2`); the head's dropout is `cls_dropout`. Nothing is dropped.
+    Kinetics-710 heads take a channel map (`select_head_channels`).
   * OpenAI CLIP visual state dicts (`conv1.weight` 2-D (C, 3, p, p),
     `transformer.resblocks.i.attn.in_proj_weight`, ...; `visual.` prefixes
-    are stripped, `ln_post` / `proj` and text-tower keys are ignored).
+    are stripped, `ln_post` / `proj` and text-tower keys are ignored),
+    including the visual extracts OpenGVLab and mmaction2 publish (the same
+    keys without `ln_post` / `proj`).
   * Hugging Face CLIP vision checkpoints (a directory with config.json and
     model.safetensors, read with safetensors.numpy; no torch).
   CLIP sources inflate the 2-D patch kernel to 3-D (centre frame, zeros
@@ -31,7 +42,8 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax
@@ -46,6 +58,17 @@ Variables = dict[str, Any]
 Path = tuple[str, ...]
 
 _WRAPPERS = ("model_state", "state_dict", "model")
+# Formats that hold a whole UniFormerV2 (every key must map, none missing).
+_FULL_FORMATS = ("uniformerv2", "mmaction2")
+# mmaction2's names for the official head (see the module docstring).
+_MMACTION2_KEYS = ("transformer.norm.", "cls_head.")
+# Classifier rows: official / mmaction2 names.
+_HEAD_KEYS = (
+  "transformer.proj.2.weight",
+  "transformer.proj.2.bias",
+  "cls_head.fc_cls.weight",
+  "cls_head.fc_cls.bias",
+)
 _PREFIXES = ("module.", "backbone.")
 # CLIP visual keys UniFormerV2 has no use for.
 _CLIP_IGNORED = re.compile(r"^(ln_post\.(weight|bias)|proj)$")
@@ -156,7 +179,7 @@ def read_source(path: str) -> dict[str, np.ndarray]:
 
 
 def detect_format(state: Mapping[str, np.ndarray]) -> str:
-  """'hf_clip', 'uniformerv2' or 'openai_clip'."""
+  """'hf_clip', 'uniformerv2', 'mmaction2' or 'openai_clip'."""
   keys = list(state)
   if any(k.startswith(("vision_model.", *_HF_BARE)) for k in keys):
     return "hf_clip"
@@ -166,13 +189,54 @@ def detect_format(state: Mapping[str, np.ndarray]) -> str:
     or k == "transformer.balance"
     for k in keys
   ):
+    if any(k.startswith(_MMACTION2_KEYS) for k in keys):
+      return "mmaction2"
     return "uniformerv2"
   if "conv1.weight" in state or "visual.conv1.weight" in state:
     return "openai_clip"
   raise ValueError(
-    "unrecognised state dict: expected UniFormerV2, OpenAI CLIP visual or "
-    f"Hugging Face CLIP keys; first keys: {keys[:8]}"
+    "unrecognised state dict: expected UniFormerV2 (official or mmaction2), "
+    f"OpenAI CLIP visual or Hugging Face CLIP keys; first keys: {keys[:8]}"
   )
+
+
+def read_channel_map(path: str) -> list[int]:
+  """A JSON list of class indices (mmaction2's k710_channel_map/*.json)."""
+  with open(path) as f:
+    value = json.load(f)
+  if not isinstance(value, list) or not all(
+    isinstance(i, int) and not isinstance(i, bool) for i in value
+  ):
+    raise ValueError(f"{path}: expected a JSON list of class indices")
+  return value
+
+
+def select_head_channels(
+  state: Mapping[str, Any], channel_map: Sequence[int]
+) -> dict[str, np.ndarray]:
+  """Keeps the classifier rows `channel_map` lists, in that order.
+
+  What mmaction2's UniFormerHead does with `channel_map` to start a
+  Kinetics-400/600/700 head from a Kinetics-710 checkpoint: output class i
+  is the checkpoint's class channel_map[i]. Works on any wrapped state dict
+  (official `transformer.proj.2.*` or mmaction2 `cls_head.fc_cls.*`);
+  returns the unwrapped state dict.
+  """
+  out = unwrap_state_dict(state)
+  idx = np.asarray(channel_map)
+  keys = [k for k in _HEAD_KEYS if k in out]
+  if not keys:
+    raise ValueError("channel map given but the state dict has no classifier")
+  if idx.ndim != 1 or not idx.size or idx.dtype.kind not in "iu":
+    raise ValueError("channel map must be a non-empty list of class indices")
+  n = out[keys[0]].shape[0]
+  if idx.min() < 0 or idx.max() >= n:
+    raise ValueError(
+      f"channel map indices must be in [0, {n}): got [{idx.min()}, {idx.max()}]"
+    )
+  for k in keys:
+    out[k] = out[k][idx]
+  return out
 
 
 def hf_clip_to_openai(
@@ -357,6 +421,10 @@ def official_entries(
     return _layernorm(("proj_0",), key[19:], w)
   if key.startswith("transformer.proj.2."):
     return _linear(("proj_2",), key[19:], w)
+  if key.startswith("transformer.norm."):  # mmaction2's transformer.proj.0
+    return _layernorm(("proj_0",), key[17:], w)
+  if key.startswith("cls_head.fc_cls."):  # mmaction2's transformer.proj.2
+    return _linear(("proj_2",), key[16:], w)
   m = re.fullmatch(r"transformer\.(resblocks|dpe|dec)\.(\d+)\.(.+)", key)
   if not m:
     return None
@@ -510,12 +578,13 @@ def load_uniformerv2(
 ) -> tuple[Variables, LoadReport]:
   """Any supported state dict -> (Flax variables of `model`, report).
 
-  `state_dict`: official UniFormerV2, OpenAI CLIP visual or HF CLIP keys
-  (numpy or torch arrays). Variables come in `model`'s layout (scan or
-  loop), unboxed numpy in the model's param dtype. Missing parameters are
-  an error for UniFormerV2 sources unless `allow_missing`, and are taken
-  from a fresh init with `rng` otherwise. Unknown source keys and shape
-  mismatches raise ValueError listing them.
+  `state_dict`: official UniFormerV2, mmaction2 UniFormerV2, OpenAI CLIP
+  visual or HF CLIP keys (numpy or torch arrays). Variables come in
+  `model`'s layout (scan or loop), unboxed numpy in the model's param
+  dtype. Missing parameters are an error for UniFormerV2 sources (official
+  or mmaction2) unless `allow_missing`, and are taken from a fresh init
+  with `rng` otherwise. Unknown source keys, shape mismatches and two keys
+  for one parameter raise ValueError listing them.
   """
   model.check_config()
   state = unwrap_state_dict(state_dict)
@@ -526,14 +595,19 @@ def load_uniformerv2(
   elif fmt == "openai_clip" and any(k.startswith("visual.") for k in state):
     report.ignored = [k for k in state if not k.startswith("visual.")]
     state = {k[7:]: v for k, v in state.items() if k.startswith("visual.")}
+  elif fmt == "mmaction2":
+    report.notes.append(
+      "mmaction2 names: transformer.norm -> proj_0, cls_head.fc_cls -> proj_2"
+    )
 
   target = _flatten(_abstract_variables(model))
   values: dict[Path, np.ndarray] = {}
-  unknown, mismatched = [], []
+  origin: dict[Path, str] = {}
+  unknown, mismatched, duplicated = [], [], []
   for key, w in state.items():
     entries = official_entries(key, np.asarray(w), model)
     if entries is None:
-      if fmt != "uniformerv2" and _CLIP_IGNORED.match(key):
+      if fmt not in _FULL_FORMATS and _CLIP_IGNORED.match(key):
         report.ignored.append(key)
       else:
         unknown.append(f"{key} {tuple(np.shape(w))}")
@@ -543,6 +617,10 @@ def load_uniformerv2(
       if full not in target:
         unknown.append(f"{key} -> {'/'.join(full)} (not in the model)")
         continue
+      if full in origin:
+        duplicated.append(f"{origin[full]} and {key} -> {'/'.join(full)}")
+        continue
+      origin[full] = key
       fitted = _fit(full, value, target[full].shape, report)
       if fitted is None:
         mismatched.append(
@@ -551,7 +629,7 @@ def load_uniformerv2(
         )
       else:
         values[full] = fitted
-  if unknown or mismatched:
+  if unknown or mismatched or duplicated:
     msg = [f"cannot load {fmt} state dict into UniFormerV2"]
     if unknown:
       msg.append(f"unknown keys ({len(unknown)}): " + ", ".join(unknown))
@@ -559,10 +637,14 @@ def load_uniformerv2(
       msg.append(
         f"shape mismatches ({len(mismatched)}): " + ", ".join(mismatched)
       )
+    if duplicated:
+      msg.append(
+        f"two keys for one array ({len(duplicated)}): " + ", ".join(duplicated)
+      )
     raise ValueError("\n".join(msg))
 
   missing = sorted(p for p in target if p not in values)
-  if missing and fmt == "uniformerv2" and not allow_missing:
+  if missing and fmt in _FULL_FORMATS and not allow_missing:
     raise ValueError(
       f"official checkpoint lacks {len(missing)} model arrays: "
       + ", ".join("/".join(p) for p in missing)
@@ -599,23 +681,38 @@ def uniformerv2_from_torch(
   *,
   rng: jax.Array | int = 0,
 ) -> Variables:
-  """Official (or CLIP) state dict -> {'params', 'batch_stats'} for `model`.
+  """Official, mmaction2 (or CLIP) state dict -> variables for `model`.
 
-  With `model=None` the architecture is inferred from the state dict
-  (`infer_model_kwargs`). See `load_uniformerv2` for the report.
+  Returns {'params', 'batch_stats'}. With `model=None` the architecture is
+  inferred from the state dict (`infer_model_kwargs`; head counts are
+  guessed). See `load_uniformerv2` for the report.
   """
   if model is None:
     model = uv2.UniFormerV2(**infer_model_kwargs(state_dict))
   return load_uniformerv2(state_dict, model, rng=rng)[0]
 
 
+def guess_heads(width: int) -> int:
+  """Attention heads for `width`: the weights do not store them.
+
+  CLIP's head width 64 where 64 divides `width` (B/16: 12, L/14: 16);
+  otherwise the divisor of `width` whose head width is nearest 64 (48 -> 1,
+  96 -> 2). Never 0.
+  """
+  if width <= 0:
+    raise ValueError(f"width must be > 0, got {width}")
+  divisors = [h for h in range(1, width + 1) if width % h == 0]
+  return min(divisors, key=lambda h: (abs(width // h - 64), -h))
+
+
 def infer_model_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   """UniFormerV2 kwargs read off a state dict.
 
-  Head counts are not stored in weights: CLIP's head width 64 is assumed
-  (B/16: 12 heads, L/14: 16). For CLIP sources the UniFormerV2 additions
-  take the official preset values for that width; return_list is assumed to
-  be the last n_layers layers (every official preset).
+  Head counts are not stored in weights: `guess_heads` assumes CLIP's head
+  width 64 (B/16: 12 heads, L/14: 16) and warns where 64 does not divide
+  the width. For CLIP sources the UniFormerV2 additions take the official
+  preset values for that width; return_list is assumed to be the last
+  n_layers layers (every official and mmaction2 config).
   """
   state = unwrap_state_dict(state_dict)
   fmt = detect_format(state)
@@ -630,17 +727,25 @@ def infer_model_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k))
   )
   grid = round((state["positional_embedding"].shape[0] - 1) ** 0.5)
+  heads = guess_heads(width)
+  if width % 64:
+    warnings.warn(
+      f"width {width}: head count not stored in the weights, assuming "
+      f"heads=n_head={heads}; pass the model (or --set=heads=N "
+      "--set=n_head=N) if it differs",
+      stacklevel=2,
+    )
   kw = dict(uv2.PRESETS["l14" if width >= 1024 else "b16"])
   kw.update(
     input_resolution=grid * p,
     patch_size=p,
     width=width,
     layers=layers_,
-    heads=width // 64,
+    heads=heads,
     n_dim=width,
-    n_head=width // 64,
+    n_head=heads,
   )
-  if fmt == "uniformerv2":
+  if fmt in _FULL_FORMATS:
     kt = conv.shape[2] if conv.ndim == 5 else 1
     n_layers = len(
       {k.split(".")[2] for k in state if k.startswith("transformer.dec.")}
@@ -656,8 +761,12 @@ def infer_model_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
       n_layers=n_layers,
       return_list=tuple(range(layers_ - n_layers, layers_)),
       mlp_dropout=(0.5,) * n_layers,
-      num_classes=state["transformer.proj.2.weight"].shape[0],
     )
+    head = state.get("transformer.proj.2.weight")
+    if head is None:
+      head = state.get("cls_head.fc_cls.weight")
+    if head is not None:
+      kw["num_classes"] = head.shape[0]
     if reduce:
       kw["dw_reduction"] = width / reduce[0].shape[0]
   else:

@@ -40,6 +40,7 @@ def test_official_logits_parity(scan):
   assert _rel_err(out["logits"], ref) < 1e-4
 
 
+@pytest.mark.filterwarnings("ignore:width 48. head count")
 def test_official_inferred_architecture():
   cfg, state, video, ref = _fixture()
   kw = weights.infer_model_kwargs({"module." + k: v for k, v in state.items()})
@@ -53,6 +54,28 @@ def test_official_inferred_architecture():
     "double_lmhra",
   ):
     assert tuple(np.atleast_1d(kw[name])) == tuple(np.atleast_1d(cfg[name]))
+
+
+def test_inferred_heads_are_never_zero():
+  """Width 48 (< 64): the head count used to be width // 64 = 0."""
+  cfg, state, video, ref = _fixture()
+  assert [weights.guess_heads(w) for w in (768, 1024, 48, 96, 64)] == [
+    12,
+    16,
+    1,
+    2,
+    1,
+  ]
+  with pytest.warns(UserWarning, match="heads=n_head=1"):
+    variables = weights.uniformerv2_from_torch(state)
+  query = variables["params"]["uniblocks_scan_2"]["resblock"]["attn"]["query"]
+  assert query["kernel"].shape == (2, 48, 1, 48)
+  # The guess is a guess: with the real head count the logits match.
+  with pytest.warns(UserWarning):
+    kw = weights.infer_model_kwargs(state)
+  model = uv2.UniFormerV2(**dict(kw, heads=3, n_head=3))
+  out = model.apply(weights.uniformerv2_from_torch(state, model), video)
+  assert _rel_err(out["logits"], ref) < 1e-4
 
 
 def test_unknown_and_mismatched_keys_are_listed():

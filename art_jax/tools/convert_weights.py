@@ -1,18 +1,29 @@
 """Converts UniFormerV2 / CLIP weights into an art_jax params file.
 
-  python -m art_jax.tools.convert_weights --src=k400_b16.pyth \
-      --dst=uniformerv2_b16.msgpack --preset=b16 --num_classes=400
+  python -m art_jax.tools.convert_weights \
+      --src=k400+k710_uniformerv2_b16_8x224.pyth --dst=uv2_k400_b16.msgpack
   python -m art_jax.tools.convert_weights --src=clip-vit-base-patch16/ \
       --dst=clip_b16.msgpack --preset=b16 --num_classes=99
+  python -m art_jax.tools.convert_weights \
+      --src=uniformerv2-base-p16-res224_clip-pre_u8_kinetics710-rgb_*.pth \
+      --dst=uv2_k400_b16.msgpack --channel_map=map_k400.json
 
---src: an official UniFormerV2 .pth/.pyth (read with torch.load and
-weights_only=True, so no pickled code runs; torch is imported only then),
-an OpenAI CLIP visual state dict (.pth/.pt), a .npz or .safetensors state
-dict, or a Hugging Face CLIP directory (config.json + model.safetensors).
+--src: an official UniFormerV2 .pth/.pyth or an mmaction2 UniFormerV2
+checkpoint (read with torch.load and weights_only=True, so no pickled code
+runs; torch is imported only then), an OpenAI CLIP visual state dict or
+CLIP visual extract (.pth/.pt), a .npz or .safetensors state dict, or a
+Hugging Face CLIP directory (config.json + model.safetensors).
+--channel_map: a JSON list of class indices (mmaction2's
+configs/recognition/uniformerv2/k710_channel_map/map_k400.json): the head
+keeps those rows of the checkpoint's classifier, in that order, so a
+Kinetics-710 head becomes a Kinetics-400/600/700 one (num_classes follows).
 --preset picks the architecture (b16, l14, l14_336); without it the
 architecture is inferred from the weights (see
 art_jax.weights.infer_model_kwargs: CLIP's head width 64 is assumed, so
-give --set=heads=N --set=n_head=N otherwise). --set=NAME=VALUE overrides
+give --set=heads=N --set=n_head=N otherwise). The presets have Local MHRA
+and temporal downsampling; Kinetics checkpoints (official and mmaction2)
+have neither, so convert those without --preset, or add
+--set=no_lmhra=true --set=temporal_downsample=false. --set=NAME=VALUE overrides
 any UniFormerV2 field (VALUE is JSON). The output is one msgpack file
 (flax.serialization) with the variables and JSON metadata; a training
 config reads it with art_jax.weights.load_params_file (its `init_from`).
@@ -41,6 +52,9 @@ _SET = flags.DEFINE_multi_string(
   "set", [], "model field override NAME=JSON_VALUE, e.g. --set=heads=12"
 )
 _SEED = flags.DEFINE_integer("seed", 0, "init seed for arrays not loaded")
+_CHANNEL_MAP = flags.DEFINE_string(
+  "channel_map", None, "JSON list of classifier rows to keep (K710 -> K400)"
+)
 
 
 def convert(
@@ -51,9 +65,14 @@ def convert(
   scan: bool = True,
   seed: int = 0,
   overrides: dict[str, Any] | None = None,
+  channel_map: str | None = None,
 ) -> weights.LoadReport:
   """Reads `src`, converts it for UniFormerV2 and writes `dst`."""
   state = weights.read_source(src)
+  if channel_map is not None:
+    state = weights.select_head_channels(
+      state, weights.read_channel_map(channel_map)
+    )
   overrides = dict(overrides or {}, scan=scan)
   if num_classes is not None:
     overrides["num_classes"] = num_classes
@@ -63,6 +82,8 @@ def convert(
     kwargs = dict(weights.infer_model_kwargs(state), **overrides)
   model = uv2.UniFormerV2(**kwargs)
   variables, report = weights.load_uniformerv2(state, model, rng=seed)
+  if channel_map is not None:
+    report.notes.append(f"classifier rows picked by {channel_map}")
   weights.save_params_file(dst, variables, model, source=src)
   return report
 
@@ -88,6 +109,7 @@ def main(argv: Sequence[str]) -> None:
     scan=_SCAN.value,
     seed=_SEED.value,
     overrides=dict(_parse_override(s) for s in _SET.value),
+    channel_map=_CHANNEL_MAP.value,
   )
   print(report)
   print(f"wrote {_DST.value}")
