@@ -11,6 +11,7 @@ or the --coordinator_address/--num_processes/--process_id flags).
 
 import json
 import os
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -97,6 +98,38 @@ def _config_arg() -> str:
   return flags.FLAGS["config"].serialize().split("=", 1)[1]
 
 
+def run_summary(
+  result: dict, workdir: str, config_arg: str, seconds: float
+) -> str:
+  """What a person reads at the end of a run: the metrics, the wall time,
+  where the outputs are and the command to try next."""
+  lines = [f"done in {seconds / 60:.1f} min ({result.get('steps', 0)} steps)"]
+  if "top1" in result:
+    lines.append(
+      f"  Top-1 {100 * result['top1']:.1f}%  Top-5 "
+      f"{100 * result['top5']:.1f}%  Mean class accuracy "
+      f"{100 * result['mean_class_accuracy']:.1f}%"
+    )
+  if result.get("preempted"):
+    lines.append("  preempted: run the same command again to resume")
+  if result.get("skipped_steps"):
+    lines.append(f"  {result['skipped_steps']} non-finite steps skipped")
+  for label, sub in (
+    ("checkpoints", "checkpoints"),
+    ("eval reports", "eval"),
+    ("tracklet pictures", "tracklets"),
+    ("TensorBoard", "tensorboard"),
+  ):
+    path = os.path.join(workdir, sub)
+    if os.path.exists(path):
+      lines.append(f"  {label + ':':<19}{path}")
+  lines.append(
+    "  next: python -m art_jax.predict "
+    f"--config={config_arg} --checkpoint={workdir} --video=VIDEO"
+  )
+  return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -116,11 +149,15 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
+  start = time.time()
   result = train.train_and_evaluate(config, workdir, _MODE.value)
   if jax.process_index() == 0:
     summary = {k: v for k, v in result.items() if k != "losses"}
     logging.info("done: %s", json.dumps(summary))
-    print(json.dumps(summary), flush=True)
+    print(
+      run_summary(summary, workdir, _config_arg(), time.time() - start),
+      flush=True,
+    )
 
 
 if __name__ == "__main__":
