@@ -1,7 +1,9 @@
 """One orbax CheckpointManager for the train state and the grain iterator.
 
 Resume order (used by train.py):
-  1. the newest checkpoint in `<workdir>/checkpoints` (same command resumes);
+  1. the newest checkpoint in `<workdir>/checkpoints` that restores (same
+     command resumes; a damaged newer one is renamed `<step>.damaged`, kept
+     on disk, and named in one warning: `restore_latest`);
   2. else `config.init_from.path` (converted UniFormerV2 / CLIP weights);
   3. else a fresh initialisation.
 
@@ -12,6 +14,7 @@ an abstract target carrying the *current* mesh's shardings, so a run saved on
 8 devices resumes on 4.
 """
 
+import os
 import signal
 import threading
 from collections.abc import Mapping
@@ -119,3 +122,59 @@ def restore(
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   logging.info("checkpoint: restored step %d from %s", step, manager.directory)
   return restored["state"], restored.get("data_iter", data_iter)
+
+
+DAMAGED_SUFFIX = ".damaged"
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory could be restored."""
+
+
+def _short(error: BaseException, limit: int = 300) -> str:
+  text = " ".join(f"{type(error).__name__}: {error}".split())
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def restore_latest(
+  manager: ocp.CheckpointManager,
+  abstract_state: PyTree,
+  data_iter: grain.DatasetIterator | None,
+) -> tuple[PyTree, grain.DatasetIterator | None, int] | None:
+  """Restores the newest checkpoint that restores; None if there is none.
+
+  A checkpoint that fails to restore (truncated or damaged files, e.g. a
+  partial copy) is renamed `<step>.damaged` in the same folder, never
+  deleted, so that training can save that step again; one warning names
+  it, and the next older checkpoint is tried. Raises CheckpointError, with
+  each step's error, when checkpoints exist and none restores (e.g. the
+  config no longer matches them).
+  """
+  errors = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      state, data_iter = restore(manager, step, abstract_state, data_iter)
+      if errors:
+        manager.reload()
+      return state, data_iter, step
+    except Exception as e:  # noqa: BLE001 - orbax raises many kinds
+      errors.append(f"step {step}: {_short(e)}")
+      path = os.path.join(os.fspath(manager.directory), str(step))
+      logging.warning(
+        "checkpoint: step %d in %s does not restore (%s); it is kept as "
+        "%s%s and the previous checkpoint is tried",
+        step,
+        manager.directory,
+        _short(e),
+        path,
+        DAMAGED_SUFFIX,
+      )
+      if os.path.isdir(path):
+        os.replace(path, path + DAMAGED_SUFFIX)
+  if errors:
+    manager.reload()
+    raise CheckpointError(
+      f"no checkpoint in {manager.directory} restores (damaged ones are now "
+      f"*{DAMAGED_SUFFIX}):\n  " + "\n  ".join(errors)
+    )
+  return None

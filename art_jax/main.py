@@ -149,8 +149,21 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
+  from art_jax import checkpointing, config_lib  # noqa: PLC0415
+  from art_jax.data import record  # noqa: PLC0415
+
   start = time.time()
-  result = train.train_and_evaluate(config, workdir, _MODE.value)
+  try:
+    result = train.train_and_evaluate(config, workdir, _MODE.value)
+  except (
+    config_lib.ConfigError,
+    checkpointing.CheckpointError,
+    record.MetadataError,
+    FileNotFoundError,
+  ) as e:
+    # What the user can fix (a config, a path, a checkpoint): the message
+    # alone, not a traceback around it.
+    raise SystemExit(f"error: {e}") from None
   if jax.process_index() == 0:
     summary = {k: v for k, v in result.items() if k != "losses"}
     logging.info("done: %s", json.dumps(summary))

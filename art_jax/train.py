@@ -706,11 +706,9 @@ def train_and_evaluate(
     keep_best=config.ckpt.keep_best,
     best_metric=config.ckpt.best_metric,
   )
-  latest = manager.latest_step()
-  if latest is not None:
-    state, train_iter = checkpointing.restore(
-      manager, latest, setup.abstract, train_iter
-    )
+  resumed = checkpointing.restore_latest(manager, setup.abstract, train_iter)
+  if resumed is not None:
+    state, train_iter, _ = resumed
   elif mode == "eval":
     raise FileNotFoundError(
       f"--mode=eval: no checkpoint in {manager.directory}; train first or "

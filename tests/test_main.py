@@ -30,3 +30,29 @@ def test_run_summary_names_metrics_outputs_and_next_command(tmp_path):
     {"steps": 3, "preempted": True}, workdir, "c.py", 1.0
   )
   assert "resume" in preempted and "Top-1" not in preempted
+
+
+def test_a_users_error_is_one_message_not_a_traceback(tmp_path):
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "art_jax.main",
+      "--config=configs/finegym.py:gym99,runlocal",
+      f"--config.data.dir={tmp_path / 'no_shards_here'}",
+      f"--workdir={tmp_path / 'run'}",
+      "--compilation_cache=",
+    ],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 1
+  assert "Traceback" not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "no_shards_here" in last
