@@ -146,7 +146,7 @@ def base_config() -> ml_collections.ConfigDict:
       "cls_dropout": 0.5,
       # The spec's backbone (ART_SPEC 1): Local MHRA and T' = T/2. The
       # paper's GFLOPs match UniFormerV2's Kinetics recipe instead:
-      # no_lmhra=True, temporal_downsample=False (see README, model stats).
+      # no_lmhra=True, temporal_downsample=False (docs/benchmarks.md).
       "no_lmhra": False,
       "double_lmhra": True,
       "temporal_downsample": True,

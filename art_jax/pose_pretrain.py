@@ -2,7 +2,7 @@ r"""Pose pretraining on synthetic stills: the demo backbone's stand-in for CLIP.
 
 Real ART runs start the backbone from CLIP or UniFormerV2 weights. Nothing
 can be downloaded for the demo, and a from-scratch UniFormerV2 learns the
-synthetic limb motions slowly (README, demo results), so the demo starts
+synthetic limb motions slowly (docs/demo.md), so the demo starts
 its backbone from weights made here on first use (~2.5 min on 2 CPU cores):
 the same UniFormerV2 (the demo's config) regresses the 2-D image positions
 of the 15 joints of the synthetic figure (`synthetic.JOINT_ORDER`) from ONE
@@ -26,7 +26,7 @@ motion instead (`synthetic.random_motion`; data.num_frames frames, the
 joints of every frame regressed from the one global feature), so that the
 temporal parts (patch-embedding time taps, Local MHRA, DPE, the global
 decoder) start trained too. On the demo it read 69.4% against the stills'
-75.6% (one seed each; README), so stills stay the default.
+75.6% (one seed each), so stills stay the default.
 
   python -m art_jax.pose_pretrain --config=configs/demo.py [--out=FILE]
       [--config.init_from.pose_pretrain.steps=...]

@@ -11,7 +11,7 @@ bank with its text tower (nothing is downloaded; real runs use a released
 CLIP), trains the backbone with ART's heads, evaluates, and writes
 checkpoints, metrics, the confusion matrix and tracklet pictures to
 runs/demo.
-Measured wall time and Top-1 are in the README.
+Measured wall time and Top-1 are in docs/demo.md.
 """
 
 from art_jax import config_lib
@@ -31,12 +31,12 @@ def get_config(arg: str | None = None):
   # No scale jitter and no dropout (below): the demo model underfits in
   # its budget (train accuracy under validation accuracy at the end);
   # taking both out (not measured apart) took Top-1 from 75.6% to 92.1%
-  # in the same 900 steps (README).
+  # in the same 900 steps (docs/demo.md).
   c.data.crop_scales = (1.0,)
   c.data.flip = False  # the figure's left and right are different classes
   # 8 of the 16 rendered frames, evenly spaced (start 0 or 1): the local
   # motions last a few frames, and TSN's random frame per segment jitters
-  # them (36.7% vs 20.8% Top-1 in a 600-step probe, README).
+  # them (36.7% vs 20.8% Top-1 in a 600-step probe, docs/demo.md).
   c.data.sampling = "dense"
   c.data.frame_stride = 2
   c.data.num_workers = 0
@@ -44,7 +44,7 @@ def get_config(arg: str | None = None):
   c.data.synthetic.num_val = 480
   # Half-scale nuisances (position, scale, colours, background, noise,
   # shake, base speed; the local motions are never scaled): at full scale
-  # the from-scratch demo model stays at chance in this budget (README).
+  # the from-scratch demo model stays at chance in this budget (docs/demo.md).
   c.data.synthetic.difficulty = 0.5
   # The text bank from a tiny CLIP made here (the stand-in for a released
   # CLIP; art_jax/clip_pretrain.py, docs/data.md): contrastive pretraining

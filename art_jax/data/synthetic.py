@@ -295,7 +295,7 @@ def sample_nuisance(
   n = size + 2 * m
   # A darker background than the figure, always (colours below): a clip
   # set where half the figures are dark on light kept the from-scratch demo
-  # model at chance (README, demo results).
+  # model at chance (docs/demo.md).
   base = rng.uniform(0.05, 0.45, size=3)
   if d != 1.0:
     base = 0.25 + d * (base - 0.25)
