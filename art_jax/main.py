@@ -98,38 +98,6 @@ def _config_arg() -> str:
   return flags.FLAGS["config"].serialize().split("=", 1)[1]
 
 
-def run_summary(
-  result: dict, workdir: str, config_arg: str, seconds: float
-) -> str:
-  """What a person reads at the end of a run: the metrics, the wall time,
-  where the outputs are and the command to try next."""
-  lines = [f"done in {seconds / 60:.1f} min ({result.get('steps', 0)} steps)"]
-  if "top1" in result:
-    lines.append(
-      f"  Top-1 {100 * result['top1']:.1f}%  Top-5 "
-      f"{100 * result['top5']:.1f}%  Mean class accuracy "
-      f"{100 * result['mean_class_accuracy']:.1f}%"
-    )
-  if result.get("preempted"):
-    lines.append("  preempted: run the same command again to resume")
-  if result.get("skipped_steps"):
-    lines.append(f"  {result['skipped_steps']} non-finite steps skipped")
-  for label, sub in (
-    ("checkpoints", "checkpoints"),
-    ("eval reports", "eval"),
-    ("tracklet pictures", "tracklets"),
-    ("TensorBoard", "tensorboard"),
-  ):
-    path = os.path.join(workdir, sub)
-    if os.path.exists(path):
-      lines.append(f"  {label + ':':<19}{path}")
-  lines.append(
-    "  next: python -m art_jax.predict "
-    f"--config={config_arg} --checkpoint={workdir} --video=VIDEO"
-  )
-  return "\n".join(lines)
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -149,7 +117,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
-  from art_jax import checkpointing, config_lib  # noqa: PLC0415
+  from art_jax import checkpointing, config_lib, reporting  # noqa: PLC0415
   from art_jax.data import record  # noqa: PLC0415
 
   start = time.time()
@@ -168,7 +136,9 @@ def main(argv: list[str]) -> None:
     summary = {k: v for k, v in result.items() if k != "losses"}
     logging.info("done: %s", json.dumps(summary))
     print(
-      run_summary(summary, workdir, _config_arg(), time.time() - start),
+      reporting.run_summary(
+        summary, workdir, _config_arg(), time.time() - start
+      ),
       flush=True,
     )
 

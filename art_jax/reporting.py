@@ -126,3 +126,35 @@ class Throughput:
     if self.flops_per_step and self.peak:
       out["perf/mfu"] = self.flops_per_step / dt / self.peak
     return out
+
+
+def run_summary(
+  result: dict, workdir: str, config_arg: str, seconds: float
+) -> str:
+  """What a person reads at the end of a run: the metrics, the wall time,
+  where the outputs are and the command to try next."""
+  lines = [f"done in {seconds / 60:.1f} min ({result.get('steps', 0)} steps)"]
+  if "top1" in result:
+    lines.append(
+      f"  Top-1 {100 * result['top1']:.1f}%  Top-5 "
+      f"{100 * result['top5']:.1f}%  Mean class accuracy "
+      f"{100 * result['mean_class_accuracy']:.1f}%"
+    )
+  if result.get("preempted"):
+    lines.append("  preempted: run the same command again to resume")
+  if result.get("skipped_steps"):
+    lines.append(f"  {result['skipped_steps']} non-finite steps skipped")
+  for label, sub in (
+    ("checkpoints", "checkpoints"),
+    ("eval reports", "eval"),
+    ("tracklet pictures", "tracklets"),
+    ("TensorBoard", "tensorboard"),
+  ):
+    path = os.path.join(workdir, sub)
+    if os.path.exists(path):
+      lines.append(f"  {label + ':':<19}{path}")
+  lines.append(
+    "  next: python -m art_jax.predict "
+    f"--config={config_arg} --checkpoint={workdir} --video=VIDEO"
+  )
+  return "\n".join(lines)

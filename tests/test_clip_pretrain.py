@@ -62,6 +62,9 @@ def tiny_config(tmp_path, **pretrain):
       projection_dim=16,
     )
   )
+  # The demo's tiny CLIP follows its pose backbone, locked; these tests
+  # start the video tower from scratch unless they say otherwise.
+  c.text_bank.pretrain.update(init_backbone=None, lock_video=False)
   c.text_bank.pretrain.update(pretrain)
   return c
 

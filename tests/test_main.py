@@ -1,8 +1,8 @@
-"""main: the summary a person reads at the end of a run."""
+"""main: the summary at the end of a run, and errors without tracebacks."""
 
 import os
 
-from art_jax import main
+from art_jax import reporting
 
 
 def test_run_summary_names_metrics_outputs_and_next_command(tmp_path):
@@ -17,7 +17,7 @@ def test_run_summary_names_metrics_outputs_and_next_command(tmp_path):
     "preempted": False,
     "skipped_steps": 0,
   }
-  text = main.run_summary(result, workdir, "configs/demo.py", 354.0)
+  text = reporting.run_summary(result, workdir, "configs/demo.py", 354.0)
   lines = text.splitlines()
   assert lines[0] == "done in 5.9 min (900 steps)"
   assert "Top-1 93.5%  Top-5 100.0%  Mean class accuracy 93.5%" in lines[1]
@@ -26,7 +26,7 @@ def test_run_summary_names_metrics_outputs_and_next_command(tmp_path):
   assert lines[-1].endswith(
     f"--config=configs/demo.py --checkpoint={workdir} --video=VIDEO"
   )
-  preempted = main.run_summary(
+  preempted = reporting.run_summary(
     {"steps": 3, "preempted": True}, workdir, "c.py", 1.0
   )
   assert "resume" in preempted and "Top-1" not in preempted
