@@ -50,10 +50,9 @@ from typing import Any
 
 import jax
 import ml_collections
-import optax
 from absl import logging
 
-from art_jax import config_lib, optim, train
+from art_jax import config_lib, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib
 
@@ -348,40 +347,13 @@ def _cost(compiled: Any) -> dict[str, float]:
   return dict(cost or {})
 
 
-def _build(
-  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, batch: int
-) -> tuple[Any, train.StateSetup, tuple[int, ...]]:
-  """The trainer's (train_step, StateSetup, video shape) of `config` at
-  global `batch` on `mesh`."""
-  model = train.build_model(config)
-  # The schedule's shape changes no buffer or op that matters here.
-  schedule = optax.constant_schedule(config.optim.lr)
-  tx = optim.make_optimizer(config.optim, schedule)
-  crop = config.data.crop_size
-  video_shape = (batch, config.data.num_frames, crop, crop, 3)
-  bank_shape = bench_lib.random_bank(config).shape
-  setup = train.setup_state(
-    model, tx, mesh, sh.LOGICAL_RULES, video_shape, bank_shape
-  )
-  step = train.make_train_step(
-    model,
-    tx,
-    train.loss_options(config),
-    schedule,
-    ema_momentum=config.text_bank.momentum,
-    accum_steps=config.optim.accum_steps,
-    dtype=train.DTYPES[config.model.dtype],
-  )
-  return step, setup, video_shape
-
-
 def compile_step(
   config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, batch: int
 ) -> tuple[Any, float]:
   """The trainer's train step of `config` at global `batch`, compiled by
   `train.compile_train_step` for `mesh`'s devices. Returns (compiled,
   compile seconds)."""
-  step, setup, video_shape = _build(config, mesh, batch)
+  step, setup, video_shape, _ = bench_lib.build_train_step(config, mesh, batch)
   return train.compile_train_step(
     step, setup, mesh, sh.LOGICAL_RULES, video_shape
   )
@@ -395,7 +367,7 @@ def lowered_step_flops(config: ml_collections.ConfigDict, batch: int) -> float:
   mesh = jax.sharding.Mesh(
     [[[cpu[0]]]], sh.MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3
   )
-  step, setup, video_shape = _build(config, mesh, batch)
+  step, setup, video_shape, _ = bench_lib.build_train_step(config, mesh, batch)
   strip = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
   batch_struct = {
     "video": jax.ShapeDtypeStruct(video_shape, "uint8"),

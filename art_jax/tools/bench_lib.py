@@ -13,6 +13,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
+
+from art_jax import optim, train
+from art_jax import sharding as sh
 
 # Text width D of the CLIP that matches each backbone preset.
 TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
@@ -121,3 +125,30 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     "| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows
   ]
   return "\n".join(lines)
+
+
+def build_train_step(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, batch: int
+) -> tuple[Callable, Any, tuple[int, ...], np.ndarray]:
+  """The trainer's own pieces for `config` at global `batch` on `mesh`:
+  (train_step, StateSetup, video shape (B, T, H, W, 3), random bank). The
+  schedule is constant at optim.lr: its shape changes no buffer or op."""
+  model = train.build_model(config)
+  schedule = optax.constant_schedule(config.optim.lr)
+  tx = optim.make_optimizer(config.optim, schedule)
+  bank = random_bank(config)
+  crop = config.data.crop_size
+  video_shape = (batch, config.data.num_frames, crop, crop, 3)
+  setup = train.setup_state(
+    model, tx, mesh, sh.LOGICAL_RULES, video_shape, bank.shape
+  )
+  step = train.make_train_step(
+    model,
+    tx,
+    train.loss_options(config),
+    schedule,
+    ema_momentum=config.text_bank.momentum,
+    accum_steps=config.optim.accum_steps,
+    dtype=train.DTYPES[config.model.dtype],
+  )
+  return step, setup, video_shape, bank

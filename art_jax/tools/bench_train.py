@@ -16,11 +16,10 @@ import os
 import jax
 import ml_collections
 import numpy as np
-import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from art_jax import optim, reporting, train
+from art_jax import reporting, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib, step_profile
 
@@ -66,23 +65,10 @@ def bench_one(
   config.batch_size = batch_size
   rules = sh.LOGICAL_RULES
   mesh = sh.make_mesh(config.mesh.to_dict())
-  model = train.build_model(config)
-  schedule = optax.constant_schedule(config.optim.lr)
-  tx = optim.make_optimizer(config.optim, schedule)
-  bank = bench_lib.random_bank(config)
-  crop = config.data.crop_size
-  video_shape = (batch_size, config.data.num_frames, crop, crop, 3)
-  setup = train.setup_state(model, tx, mesh, rules, video_shape, bank.shape)
-  dtype = train.DTYPES[config.model.dtype]
-  step_fn = train.make_train_step(
-    model,
-    tx,
-    train.loss_options(config),
-    schedule,
-    ema_momentum=config.text_bank.momentum,
-    accum_steps=config.optim.accum_steps,
-    dtype=dtype,
+  step_fn, setup, video_shape, bank = bench_lib.build_train_step(
+    config, mesh, batch_size
   )
+  crop = config.data.crop_size
   compiled, compile_s = train.compile_train_step(
     step_fn, setup, mesh, rules, video_shape
   )
