@@ -113,6 +113,17 @@ class LoadReport:
 # Reading sources.
 
 
+def strip_prefixes(key: str, prefixes: Sequence[str]) -> str:
+  """`key` without any run of the wrapper `prefixes` ('module.', ...)."""
+  changed = True
+  while changed:
+    changed = False
+    for prefix in prefixes:
+      if key.startswith(prefix):
+        key, changed = key[len(prefix) :], True
+  return key
+
+
 def unwrap_state_dict(obj: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """Unwraps checkpoint containers and strips `module.` / `backbone.`."""
   while isinstance(obj, Mapping):
@@ -122,12 +133,7 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> dict[str, np.ndarray]:
     obj = obj[inner[0]]
   out = {}
   for key, value in obj.items():
-    changed = True
-    while changed:
-      changed = False
-      for prefix in _PREFIXES:
-        if key.startswith(prefix):
-          key, changed = key[len(prefix) :], True
+    key = strip_prefixes(key, _PREFIXES)
     if key.endswith("num_batches_tracked"):
       continue  # BatchNorm step counter: no Flax counterpart.
     out[key] = _to_numpy(value)

@@ -421,13 +421,7 @@ _BN = {
 
 
 def _strip(key: str) -> str:
-  changed = True
-  while changed:
-    changed = False
-    for prefix in _TEA_PREFIXES:
-      if key.startswith(prefix):
-        key, changed = key[len(prefix) :], True
-  return key
+  return weights.strip_prefixes(key, _TEA_PREFIXES)
 
 
 def detect_format(state: dict[str, np.ndarray]) -> str:
