@@ -13,9 +13,17 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-# CLIP's image normalisation (OpenAI), in 0..255 pixel units.
+# Input normalisation, RGB in 0..255 pixel units. A run normalises as its
+# starting weights were trained (`data.pixel_mean` / `data.pixel_std`):
+# CLIP's statistics (OpenAI) for CLIP weights; UniFormerV2's Kinetics and
+# K710 checkpoints were fine-tuned with 0.45 / 0.225 (its configs' DATA.MEAN
+# and STD, mmaction2's 114.75 / 57.375); ImageNet's for ImageNet CNNs.
 CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
 CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+KINETICS_MEAN = (0.45 * 255,) * 3
+KINETICS_STD = (0.225 * 255,) * 3
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 BACKBONE_PRESETS = ("b16", "l14", "l14_336")
 
@@ -79,6 +87,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_workers = 8
   c.data.num_test_clips = 1
   c.data.num_spatial_crops = 1
+  # Pixel statistics the video is normalised with on device (RGB, 0..255):
+  # those the starting weights were trained with (see CLIP_MEAN above).
+  c.data.pixel_mean = CLIP_MEAN
+  c.data.pixel_std = CLIP_STD
   c.data.eval_batch_size = config_dict.placeholder(int)  # default: batch_size
   # dataset == 'synthetic' only: rendered into data.dir on first use.
   c.data.synthetic = ml_collections.ConfigDict(
@@ -309,6 +321,27 @@ def pose_pretrain_problems(config: ml_collections.ConfigDict) -> list[str]:
   return problems
 
 
+def pixel_stats(
+  config: ml_collections.ConfigDict,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(mean, std) of the input normalisation, RGB in 0..255 units."""
+  return tuple(config.data.pixel_mean), tuple(config.data.pixel_std)
+
+
+def pixel_stats_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Three channel means, and three positive standard deviations."""
+  mean, std = pixel_stats(config)
+  problems = []
+  if len(mean) != 3 or len(std) != 3:
+    problems.append(
+      f"data.pixel_mean={mean} / data.pixel_std={std}: give one value per "
+      "RGB channel"
+    )
+  elif min(std) <= 0:
+    problems.append(f"data.pixel_std={std}: deviations must be > 0")
+  return problems
+
+
 def heads_and_loss_problems(config: ml_collections.ConfigDict) -> list[str]:
   """Model switches and loss switches that contradict each other."""
   heads, loss = config.model.heads, config.loss
@@ -369,6 +402,7 @@ def validate(
       f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
     )
   problems += pose_pretrain_problems(config)
+  problems += pixel_stats_problems(config)
   mesh = dict(config.mesh)
   fixed = 1
   for name, size in mesh.items():
@@ -528,6 +562,9 @@ def set_paper_recipe(c: ml_collections.ConfigDict, size: str) -> None:
   c.model.backbone.update(KINETICS_BACKBONE)
   c.data.num_test_clips = 1
   c.data.num_spatial_crops = 1
+  # The K400 checkpoint was fine-tuned on 0.45 / 0.225 normalised input.
+  c.data.pixel_mean = KINETICS_MEAN
+  c.data.pixel_std = KINETICS_STD
   c.init_from.path = f"weights/uv2_k400_{size}.msgpack"
 
 

@@ -20,7 +20,7 @@ import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from art_jax import checkpointing, optim, text_bank, train, viz
+from art_jax import checkpointing, config_lib, optim, text_bank, train, viz
 from art_jax import sharding as sh
 from art_jax.data import video as video_lib
 
@@ -107,7 +107,9 @@ def predict(
   dtype = train.DTYPES[config.model.dtype]
   with jax.set_mesh(mesh):
     out = jax.device_get(
-      jax.jit(train.make_explain_fn(model, dtype))(state, frames[None])
+      jax.jit(
+        train.make_explain_fn(model, dtype, config_lib.pixel_stats(config))
+      )(state, frames[None])
     )
   probs = out["probs"][0]
   order = np.argsort(-probs)[:top]

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax
@@ -100,10 +100,17 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
   )
 
 
-def normalize_video(video: jax.Array, dtype: Any) -> jax.Array:
-  """uint8 (B, T, H, W, 3) -> CLIP-normalised float (on device)."""
-  mean = jnp.asarray(config_lib.CLIP_MEAN, jnp.float32)
-  std = jnp.asarray(config_lib.CLIP_STD, jnp.float32)
+PixelStats = tuple[Sequence[float], Sequence[float]]
+CLIP_STATS: PixelStats = (config_lib.CLIP_MEAN, config_lib.CLIP_STD)
+
+
+def normalize_video(
+  video: jax.Array, dtype: Any, pixel_stats: PixelStats = CLIP_STATS
+) -> jax.Array:
+  """uint8 (B, T, H, W, 3) -> (x - mean) / std as `dtype` (on device);
+  `pixel_stats` = (mean, std) per RGB channel in 0..255 units."""
+  mean = jnp.asarray(pixel_stats[0], jnp.float32)
+  std = jnp.asarray(pixel_stats[1], jnp.float32)
   return ((video.astype(jnp.float32) - mean) / std).astype(dtype)
 
 
@@ -250,12 +257,13 @@ def make_train_step(
   ema_momentum: float,
   accum_steps: int,
   dtype: Any,
+  pixel_stats: PixelStats = CLIP_STATS,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the pure `train_step(state, batch) -> (state, metrics)`."""
 
   def loss_and_grads(params, batch_stats, bank, batch, rng, step):
     def loss_fn(params):
-      video = normalize_video(batch["video"], dtype)
+      video = normalize_video(batch["video"], dtype, pixel_stats)
       out, mutated = model.apply(
         {"params": params, "batch_stats": batch_stats},
         video,
@@ -352,13 +360,15 @@ def make_train_step(
   return train_step
 
 
-def make_predict_fn(model: nn.Module, dtype: Any):
+def make_predict_fn(
+  model: nn.Module, dtype: Any, pixel_stats: PixelStats = CLIP_STATS
+):
   """`predict(state, video) -> softmax probs (B, K)` in float32."""
 
   def predict(state: TrainState, video: jax.Array) -> jax.Array:
     out = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats},
-      normalize_video(video, dtype),
+      normalize_video(video, dtype, pixel_stats),
       state.text_bank,
       train=False,
     )
@@ -409,13 +419,15 @@ def compile_train_step(
   return compiled, time.perf_counter() - t0
 
 
-def make_explain_fn(model: nn.Module, dtype: Any):
+def make_explain_fn(
+  model: nn.Module, dtype: Any, pixel_stats: PixelStats = CLIP_STATS
+):
   """`explain(state, video)` -> probs, response maps, backbone tokens."""
 
   def explain(state: TrainState, video: jax.Array) -> dict[str, jax.Array]:
     out = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats},
-      normalize_video(video, dtype),
+      normalize_video(video, dtype, pixel_stats),
       state.text_bank,
       train=False,
     )
@@ -731,13 +743,13 @@ def train_and_evaluate(
 
   writer = reporting.MetricWriter(workdir)
   predict = jax.jit(
-    make_predict_fn(model, dtype),
+    make_predict_fn(model, dtype, config_lib.pixel_stats(config)),
     in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
     out_shardings=NamedSharding(mesh, P()),
   )
   replicate = jax.jit(lambda x: x, out_shardings=NamedSharding(mesh, P()))
   explain = jax.jit(
-    make_explain_fn(model, dtype),
+    make_explain_fn(model, dtype, config_lib.pixel_stats(config)),
     in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
     out_shardings=NamedSharding(mesh, P()),
   )
@@ -826,6 +838,7 @@ def train_and_evaluate(
     ema_momentum=config.text_bank.momentum,
     accum_steps=config.optim.accum_steps,
     dtype=dtype,
+    pixel_stats=config_lib.pixel_stats(config),
   )
   compiled, compile_s = compile_train_step(
     train_step, setup, mesh, rules, video_shape

@@ -97,6 +97,8 @@ def test_validate_accepts_a_good_config():
     ({"data.dir": None}, 8, None, None, "data.dir is not set"),
     ({"model.attention_impl": "flash"}, 8, None, None, "'xla' or 'cudnn'"),
     ({"model.heads.top_k": 9}, 8, None, (8, 4, 16), "8 classes"),
+    ({"data.pixel_std": (0.0, 1.0, 1.0)}, 8, None, None, "must be > 0"),
+    ({"data.pixel_mean": (1.0, 2.0)}, 8, None, None, "per RGB channel"),
     (
       {"model.heads.text_selection": "video_text", "loss.use_ft": False},
       8,
@@ -156,6 +158,12 @@ def test_paper_variant_is_the_papers_recipe(name, arg):
   assert c.model.backbone.no_lmhra and not c.model.backbone.temporal_downsample
   size = "l14" if "l14" in arg else "b16"
   assert c.init_from.path == f"weights/uv2_k400_{size}.msgpack"
+  # The K400 checkpoint's own input statistics (0.45 / 0.225), not CLIP's.
+  assert config_lib.pixel_stats(c) == ((114.75,) * 3, (57.375,) * 3)
+  assert config_lib.pixel_stats(default) == (
+    config_lib.CLIP_MEAN,
+    config_lib.CLIP_STD,
+  )
   # Everything else is the dataset's default config.
   assert (
     c.data.dir == default.data.dir and c.text_bank.dir == default.text_bank.dir

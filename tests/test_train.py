@@ -376,3 +376,51 @@ def test_init_from_with_a_wrong_shaped_leaf_fails_unless_allowed(tmp_path):
   )
   reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
   assert any("conv1" in k for k in reinit) and reinit >= HEAD_ONLY
+
+
+def test_the_step_and_predict_normalise_with_the_given_pixel_stats():
+  """(x - mean) / std with the config's statistics, not always CLIP's: a
+  Kinetics checkpoint was fine-tuned on 0.45 / 0.225 input."""
+  from art_jax import config_lib, optim
+  from art_jax import sharding as sh
+
+  c = load_config("finegym", "runlocal")
+  c.data.num_classes, c.model.heads.num_queries, c.model.heads.top_k = 4, 2, 4
+  model = train.build_model(c)
+  tx = optim.make_optimizer(c.optim, lambda _: 0.0)
+  shape = (2, 8, 32, 32, 3)
+  mesh = sh.make_mesh({"data": 1}, devices=jax.devices()[:1])
+
+  setup = train.setup_state(
+    model, tx, mesh, sh.LOGICAL_RULES, shape, (4, 2, 16)
+  )
+  bank = np.random.default_rng(0).normal(size=(4, 2, 16)).astype(np.float32)
+  state = train.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
+  video = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+  kinetics = (config_lib.KINETICS_MEAN, config_lib.KINETICS_STD)
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sh.LOGICAL_RULES):
+    probs = train.make_predict_fn(model, jnp.float32, kinetics)(state, video)
+    by_hand = model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats},
+      (video.astype(np.float32) - 114.75) / 57.375,
+      state.text_bank,
+      train=False,
+    )
+    clip_probs = train.make_predict_fn(model, jnp.float32)(state, video)
+  np.testing.assert_allclose(
+    probs, jax.nn.softmax(by_hand["logits"], -1), rtol=1e-5, atol=1e-6
+  )
+  assert np.abs(np.asarray(probs) - np.asarray(clip_probs)).max() > 1e-4
+
+  def step_loss(stats):
+    step = train.make_train_step(
+      model, tx, train.loss_options(c), lambda _: 0.0, ema_momentum=0.9,
+      accum_steps=1, dtype=jnp.float32, pixel_stats=stats,
+    )  # fmt: skip
+    fresh = train.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
+    batch = {"video": video, "label": np.array([0, 1], np.int32)}
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sh.LOGICAL_RULES):
+      return float(jax.jit(step)(fresh, batch)[1]["train/loss"])
+
+  assert step_loss(kinetics) != step_loss(train.CLIP_STATS)

@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 
-from art_jax import optim, train
+from art_jax import config_lib, optim, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib
 
@@ -46,7 +46,9 @@ def main(argv):
   )
   state = train.create_state(setup, mesh, rules, 0, bank)
   dtype = train.DTYPES[config.model.dtype]
-  predict = jax.jit(train.make_predict_fn(model, dtype))
+  predict = jax.jit(
+    train.make_predict_fn(model, dtype, config_lib.pixel_stats(config))
+  )
   replicated = NamedSharding(mesh, P())
   rows = []
   for bs in (int(b) for b in _BATCH_SIZES.value):

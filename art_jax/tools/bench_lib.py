@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from art_jax import optim, train
+from art_jax import config_lib, optim, train
 from art_jax import sharding as sh
 
 # Text width D of the CLIP that matches each backbone preset.
@@ -150,5 +150,6 @@ def build_train_step(
     ema_momentum=config.text_bank.momentum,
     accum_steps=config.optim.accum_steps,
     dtype=train.DTYPES[config.model.dtype],
+    pixel_stats=config_lib.pixel_stats(config),
   )
   return step, setup, video_shape, bank
