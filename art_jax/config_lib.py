@@ -180,6 +180,9 @@ def base_config() -> ml_collections.ConfigDict:
       "use_rssa": True,
       "use_se": True,
       "use_ta": True,
+      # Heads read the backbone through a stop-gradient (not in the paper;
+      # a diagnostic: docs/demo.md).
+      "detach_backbone": False,
       "dropout_rate": 0.5,
     }
   )

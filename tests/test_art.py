@@ -523,6 +523,26 @@ def test_mtc_gradient_reaches_backbone_tokens_and_prompts():
   assert float(jnp.abs(g_params["params"]["token_proj"]["kernel"]).sum()) > 0
 
 
+def test_detach_backbone_keeps_the_heads_losses_off_the_backbone():
+  """detach_backbone: MTC and the final CE train the heads, never X or g."""
+  tokens, feat, logits, bank = _inputs()
+  params = _params()
+  labels = jnp.zeros((tokens.shape[0],), jnp.int32)
+
+  def heads_loss(params, tokens, feat, detach):
+    model = art.ARTHeads(**SMALL, detach_backbone=detach)
+    out = model.apply(params, tokens, feat, logits, bank)
+    ce = losses.cross_entropy(out["logits"], labels)
+    return ce + losses.mtc_loss(out["region_content"])[0]
+
+  grad = jax.jit(jax.grad(heads_loss, argnums=(0, 1, 2)), static_argnums=3)
+  g_params, g_tokens, g_feat = grad(params, tokens, feat, True)
+  assert float(jnp.abs(g_tokens).max()) == 0.0 == float(jnp.abs(g_feat).max())
+  assert float(jnp.abs(g_params["params"]["token_proj"]["kernel"]).sum()) > 0
+  _, g_tokens, g_feat = grad(params, tokens, feat, False)
+  assert float(jnp.abs(g_tokens).max()) > 0 and float(jnp.abs(g_feat).max()) > 0
+
+
 def test_selection_projection_is_trained_with_fine_tuning_off():
   """text_selection='video_text' with L_ft off: L_align gives W_v a
   gradient (without it, the choice of text would be fixed noise)."""

@@ -194,6 +194,10 @@ class ARTHeads(nn.Module):
       (layers tag their residual branches 'attn_out' / 'mlp_out').
     attention_impl: "xla" or "cudnn" for the SE and decoder self-attention
       (the decoder's cross-attention returns its maps, so it stays "xla").
+    detach_backbone: read X and g through a stop-gradient, so that the
+      heads' losses (final CE, MTC, L_ft) train the heads only and the
+      backbone learns from its own head's CE (not in the paper; a
+      diagnostic of how the heads' gradients act on a shared backbone).
   """
 
   num_classes: int
@@ -214,6 +218,7 @@ class ARTHeads(nn.Module):
   scan: bool = True
   remat_policy: str = "none"
   attention_impl: str = "xla"
+  detach_backbone: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -301,6 +306,8 @@ class ARTHeads(nn.Module):
       raise ValueError(f"remat_policy={self.remat_policy!r} not in {policies}")
     d = self.latent_dim
     bank = jax.lax.stop_gradient(bank)
+    if self.detach_backbone:
+      tokens, global_feat = jax.lax.stop_gradient((tokens, global_feat))
 
     # Text fine-tuning parameters (spec §10): S' starts as the bank given at
     # init, Π as the bank's normalised per-class mean (the class centres).
