@@ -466,3 +466,9 @@ class ART(nn.Module):
     if "logits" not in out:
       out["logits"] = out["logits_global"]
     return out
+
+
+def class_weights(params: Mapping[str, Any]) -> jax.Array:
+  """The backbone classifier's kernel (C, K) in ART's params: the
+  class-activation map projects patch tokens on its column k."""
+  return params["backbone"][uniformerv2.CLASSIFIER]["kernel"]

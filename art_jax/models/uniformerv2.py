@@ -77,6 +77,11 @@ def torch_bias_init(fan_in: int) -> layers.Initializer:
 
 TOKEN_AXES = (sh.BATCH, sh.TIME, sh.LENGTH, sh.EMBED)
 
+# The classifier Dense (official `transformer.proj.2`): its kernel (C, K)
+# also weighs the class-activation maps, and a pretrained file's classifier
+# may have another class count.
+CLASSIFIER = "proj_2"
+
 # Official presets (uniformerv2_b16 / _l14 / _l14_336 in
 # slowfast/models/uniformerv2_model.py).
 _COMMON = dict(
@@ -712,7 +717,7 @@ class UniFormerV2(nn.Module):
       param_dtype=self.param_dtype,
       kernel_init=torch_kernel_init,
       bias_init=torch_bias_init(self.n_dim),
-      name="proj_2",
+      name=CLASSIFIER,
     )(h)
     return {"tokens": x[:, :, 1:], "global": fused, "logits": logits}
 
