@@ -13,6 +13,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from art_jax import sharding as sh
+
 # Input normalisation, RGB in 0..255 pixel units. A run normalises as its
 # starting weights were trained (`data.pixel_mean` / `data.pixel_std`):
 # CLIP's statistics (OpenAI) for CLIP weights; UniFormerV2's Kinetics and
@@ -92,60 +94,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pixel_mean = CLIP_MEAN
   c.data.pixel_std = CLIP_STD
   c.data.eval_batch_size = config_dict.placeholder(int)  # default: batch_size
-  # dataset == 'synthetic' only: rendered into data.dir on first use.
-  c.data.synthetic = ml_collections.ConfigDict(
-    {
-      "num_train": 2400,
-      "num_val": 480,
-      "seed": 0,
-      "frames": 16,
-      "size": 64,
-      "workers": 1,
-      # Nuisance scale (synthetic.sample_nuisance): 1 the full dataset.
-      "difficulty": 1.0,
-    }
-  )
 
   c.text_bank = ml_collections.ConfigDict()
   c.text_bank.dir = config_dict.placeholder(str)  # bank.npy + bank.json
   c.text_bank.momentum = 0.999  # EMA of the agent bank into the bank (Eq 12)
-  # If bank.npy is absent, build it with this CLIP (HF id or local dir;
-  # "tiny": a small random local text tower) from the split's class names.
+  # If bank.npy is absent, build it with this CLIP (HF id or local dir; the
+  # demo's "tiny" / "tiny_pretrained": art_jax.demo.inputs) from the split's
+  # class names, before training (art_jax.main).
   c.text_bank.clip = config_dict.placeholder(str)
   c.text_bank.num_templates = 16  # first M of text_bank.DEFAULT_TEMPLATES
-  # text_bank.clip == "tiny_pretrained" only: a tiny CLIP made on first use
-  # by contrastive pretraining on captioned random motions of the synthetic
-  # figure (art_jax.clip_pretrain; never the demo's labels). Its text tower
-  # builds the bank; its video tower's backbone is written to video_backbone
-  # (default <text_bank.dir>/video_backbone.msgpack) for init_from.path.
-  c.text_bank.pretrain = ml_collections.ConfigDict(
-    {
-      "steps": 300,
-      "batch_size": 64,
-      "num_clips": 4096,  # rendered once; captions re-drawn every use
-      "lr": 1e-3,
-      "weight_decay": 0.05,
-      "temperature": 0.07,  # initial; learned (CLIP's logit scale)
-      "pair_fraction": 0.5,  # clips with two motions in time order
-      "min_difficulty": 0.0,  # nuisance difficulty, uniform in the range
-      "max_difficulty": 1.0,
-      "seed": 0,
-      # Text tower (CLIPTextTransformer) sizes; the video tower is the
-      # config's backbone.
-      "width": 64,
-      "layers": 2,
-      "heads": 4,
-      "projection_dim": 64,
-      # A params file the video tower starts from (e.g. the pose backbone;
-      # built by pose pretraining if absent and init_from.pose_pretrain.steps
-      # > 0), or None: from scratch.
-      "init_backbone": config_dict.placeholder(str),
-      # Locked-image tuning (LiT): keep init_backbone as it is, train only
-      # a small head on its patch tokens (computed once) and the text tower.
-      "lock_video": False,
-      "video_backbone": config_dict.placeholder(str),
-    }
-  )
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
@@ -256,24 +213,6 @@ def base_config() -> ml_collections.ConfigDict:
   # A leaf of init_from.path with another shape than the model's is an error
   # (the classifier excepted); True re-initialises such leaves instead.
   c.init_from.allow_reinit = False
-  # Build init_from.path on first use by pose pretraining on synthetic
-  # stills (art_jax.pose_pretrain; the demo's stand-in for CLIP). Off: 0.
-  c.init_from.pose_pretrain = ml_collections.ConfigDict(
-    {
-      "steps": 0,
-      "batch_size": 128,
-      "lr": 1e-3,
-      "weight_decay": 0.05,
-      "num_images": 16384,
-      "num_val_images": 512,
-      "difficulty": 1.0,
-      "seed": 0,
-      # False: random-pose stills; True: clips of data.num_frames frames of
-      # random motion (every joint of every frame regressed; num_images and
-      # num_val_images count clips).
-      "clips": False,
-    }
-  )
   return c
 
 
@@ -297,31 +236,6 @@ def steps_from_config(
 
 class ConfigError(ValueError):
   """A config that cannot run; the message says what to change."""
-
-
-def pose_pretrain_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """What is wrong with init_from.pose_pretrain (empty when off or fine).
-
-  Checked by `validate` and, before building anything, by
-  `pose_pretrain.ensure_pose_backbone` (which runs before `validate`).
-  """
-  pose = config.init_from.pose_pretrain
-  if pose.steps <= 0:
-    return []
-  problems = []
-  if not config.init_from.path:
-    problems.append(
-      "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "
-      "file it builds and the run loads)"
-    )
-  if not 0 < pose.batch_size <= pose.num_images:
-    problems.append(
-      f"init_from.pose_pretrain.batch_size={pose.batch_size} must be in "
-      f"(0, num_images={pose.num_images}]"
-    )
-  if pose.num_val_images < 1:
-    problems.append("init_from.pose_pretrain.num_val_images must be >= 1")
-  return problems
 
 
 def pixel_stats(
@@ -404,19 +318,25 @@ def validate(
     problems.append(
       f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
     )
-  problems += pose_pretrain_problems(config)
   problems += pixel_stats_problems(config)
   mesh = dict(config.mesh)
-  fixed = 1
-  for name, size in mesh.items():
-    if size != -1 and size < 1:
-      problems.append(f"mesh.{name}={size}: sizes are >= 1 or -1 (fill)")
-    fixed *= size if size > 0 else 1
+  mesh_problems = [
+    f"mesh.{name}={size}: sizes are >= 1 or -1 (fill)"
+    for name, size in mesh.items()
+    if size != -1 and size < 1
+  ]
   if sum(v == -1 for v in mesh.values()) > 1:
-    problems.append("mesh: at most one axis may be -1")
-  if num_devices % fixed:
-    problems.append(f"mesh {mesh} does not divide the {num_devices} devices")
-  data_parallel = _data_parallel_size(mesh, num_devices)
+    mesh_problems.append("mesh: at most one axis may be -1")
+  data_parallel = 0  # size of the batch-sharding axes (data x fsdp)
+  try:
+    data, fsdp, _ = sh.mesh_shape(mesh, num_devices)
+    data_parallel = data * fsdp
+  except ValueError:
+    if not mesh_problems:
+      mesh_problems.append(
+        f"mesh {mesh} does not divide the {num_devices} devices"
+      )
+  problems += mesh_problems
   accum = config.optim.accum_steps
   if accum < 1:
     problems.append(f"optim.accum_steps={accum} must be >= 1")
@@ -505,28 +425,6 @@ def class_order_problems(
     + "): rebuild it with `python -m art_jax.text_bank` from the shards' "
     "class names"
   ]
-
-
-def _data_parallel_size(mesh: Mapping[str, int], num_devices: int) -> int:
-  """Size of the batch-sharding axes (data x fsdp) once -1 is resolved."""
-  fixed = 1
-  for size in mesh.values():
-    fixed *= size if size > 0 else 1
-  if fixed == 0 or num_devices % fixed:
-    return 0
-  fill = num_devices // fixed
-  resolve = lambda v: fill if v == -1 else v
-  return resolve(mesh.get("data", 1)) * resolve(mesh.get("fsdp", 1))
-
-
-# CLIP checkpoints whose image tower initialises each backbone and whose text
-# tower builds the bank (Hugging Face ids; converted with
-# `python -m art_jax.tools.convert_weights`).
-CLIP_FOR_PRESET = {
-  "b16": "openai/clip-vit-base-patch16",
-  "l14": "openai/clip-vit-large-patch14",
-  "l14_336": "openai/clip-vit-large-patch14-336",
-}
 
 
 def set_paths(c: ml_collections.ConfigDict, root: str, size: str) -> None:

@@ -1,16 +1,33 @@
-"""Multi-view evaluation: Top-1, Top-5, mean per-class accuracy.
+"""Evaluation: multi-view Top-1, Top-5, mean per-class accuracy, reports.
 
 Every view (clip x crop) of a video arrives as one example carrying
 `video_index`; softmax probabilities are averaged per video, padded rows
 (mask == 0) are dropped, so each video counts exactly once whatever the
-number of hosts and the padding of the last batch.
+number of hosts and the padding of the last batch. `Evaluator` runs it on
+a train state: the eval split through the jitted model, the metrics, the
+report and confusion matrix, and tracklet pictures of the first batch.
 """
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from art_jax import config_lib, reporting, viz
+from art_jax import sharding as sh
+from art_jax import state as state_lib
+from art_jax.data import pipeline
+from art_jax.models import art as art_model
+from art_jax.models import build
 
 Batch = Mapping[str, np.ndarray]
 
@@ -84,24 +101,6 @@ def classification_metrics(
   }
 
 
-def evaluate(
-  predict: Callable[[Batch], np.ndarray],
-  batches: Iterable[Batch],
-  num_classes: int,
-) -> tuple[dict[str, object], VideoScores]:
-  """Runs `predict` (batch -> probs (b, K), all hosts' rows) over `batches`.
-
-  `predict` must return the probabilities of the *global* batch rows that
-  `gather` returns for labels/video_index/mask; see train.py.
-  """
-  scores = VideoScores(num_classes)
-  for batch in batches:
-    probs = predict(batch)
-    scores.add(probs, batch["label"], batch["video_index"], batch["mask"])
-  _, probs, labels = scores.arrays()
-  return classification_metrics(probs, labels, num_classes), scores
-
-
 def write_report(
   metrics: Mapping[str, object],
   class_names: Sequence[str] | None,
@@ -131,7 +130,7 @@ def write_report(
   with open(json_path, "w") as f:
     json.dump(report, f, indent=1)
   png_path = os.path.join(out_dir, f"confusion_step{step}.png")
-  plot_confusion(
+  viz.plot_confusion(
     confusion,
     names,
     png_path,
@@ -140,27 +139,188 @@ def write_report(
   return {"json": json_path, "png": png_path}
 
 
-def plot_confusion(
-  confusion: np.ndarray, names: Sequence[str], path: str, title: str = ""
-) -> None:
-  """Row-normalised confusion matrix as a PNG (labels shown up to 40)."""
-  import matplotlib  # noqa: PLC0415 - plotting only where reports are written
+# --- the model on a train state ----------------------------------------------
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
 
-  k = confusion.shape[0]
-  rows = confusion.sum(1, keepdims=True)
-  norm = np.divide(confusion, np.maximum(rows, 1))
-  size = min(20.0, 3.0 + 0.25 * k)
-  fig, ax = plt.subplots(figsize=(size, size))
-  ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-  ax.set_xlabel("predicted")
-  ax.set_ylabel("true")
-  ax.set_title(title)
-  if k <= 40:
-    ax.set_xticks(range(k), [n[:30] for n in names], rotation=90, fontsize=7)
-    ax.set_yticks(range(k), [n[:30] for n in names], fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+def _forward(
+  model: nn.Module, dtype: Any, pixel_stats: build.PixelStats
+) -> Callable[[state_lib.TrainState, jax.Array], dict[str, jax.Array]]:
+  """The one eval-mode model call: (state, uint8 video) -> model outputs."""
+
+  def forward(state, video):
+    return model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats},
+      build.normalize_video(video, dtype, pixel_stats),
+      state.text_bank,
+      train=False,
+    )
+
+  return forward
+
+
+def _probs(out: Mapping[str, jax.Array]) -> jax.Array:
+  return jax.nn.softmax(out["logits"].astype(jnp.float32), axis=-1)
+
+
+def make_predict_fn(
+  model: nn.Module,
+  dtype: Any,
+  pixel_stats: build.PixelStats = build.CLIP_STATS,
+) -> Callable[[state_lib.TrainState, jax.Array], jax.Array]:
+  """`predict(state, video) -> softmax probs (B, K)` in float32."""
+  forward = _forward(model, dtype, pixel_stats)
+  return lambda state, video: _probs(forward(state, video))
+
+
+def make_explain_fn(
+  model: nn.Module,
+  dtype: Any,
+  pixel_stats: build.PixelStats = build.CLIP_STATS,
+) -> Callable[[state_lib.TrainState, jax.Array], dict[str, jax.Array]]:
+  """`explain(state, video)` -> probs, response maps, backbone tokens."""
+  forward = _forward(model, dtype, pixel_stats)
+
+  def explain(state, video):
+    out = forward(state, video)
+    keep = {
+      k: out[k].astype(jnp.float32)
+      for k in ("response_maps", "tokens")
+      if k in out
+    }
+    keep["probs"] = _probs(out)
+    return keep
+
+  return explain
+
+
+def make_eval_iterator(config: ml_collections.ConfigDict, batch_size: int):
+  """Every view of this host's slice of the eval split, padded batches."""
+  d = config.data
+  return pipeline.make_eval_iterator(
+    d.dir,
+    d.eval_split,
+    batch_size=batch_size // jax.process_count(),
+    num_frames=d.num_frames,
+    sampling=d.sampling,
+    frame_stride=d.frame_stride,
+    crop_size=d.crop_size,
+    num_test_clips=d.num_test_clips,
+    num_spatial_crops=d.num_spatial_crops,
+    num_workers=d.num_workers,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    num_classes=d.num_classes,
+  )
+
+
+class Evaluator:
+  """Multi-view evaluation of a train state on the config's eval split.
+
+  `run(state, step)` predicts every view of every video (all processes
+  take part; padded rows are dropped), writes the report and confusion
+  matrix (`<workdir>/eval`, process 0), tracklet pictures of the first
+  batch (`<workdir>/tracklets`) and the eval/ scalars, and returns the
+  metrics of `classification_metrics`.
+  """
+
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    model: art_model.ART,
+    shardings: state_lib.TrainState,
+    mesh: jax.sharding.Mesh,
+    rules: sh.LogicalRules,
+    *,
+    workdir: str,
+    writer: reporting.MetricWriter,
+    class_names: Sequence[str] | None,
+  ):
+    self.config = config
+    self.mesh, self.rules = mesh, rules
+    self.workdir, self.writer, self.class_names = workdir, writer, class_names
+    dtype = build.DTYPES[config.model.dtype]
+    stats = config_lib.pixel_stats(config)
+    video = state_lib.batch_shardings(mesh, rules)["video"]
+    replicated = NamedSharding(mesh, P())
+    self._predict = jax.jit(
+      make_predict_fn(model, dtype, stats),
+      in_shardings=(shardings, video),
+      out_shardings=replicated,
+    )
+    self._replicate = jax.jit(lambda x: x, out_shardings=replicated)
+    self._explain = jax.jit(
+      make_explain_fn(model, dtype, stats),
+      in_shardings=(shardings, video),
+      out_shardings=replicated,
+    )
+    grid = config.data.crop_size // model.backbone["patch_size"]
+    self.grid = (grid, grid)  # patches per side
+    self.batch_size = config.data.eval_batch_size or config.batch_size
+
+  def _global(self, batch: Batch) -> state_lib.Batch:
+    return state_lib.to_global(batch, self.mesh, self.rules)
+
+  def _host(self, x: jax.Array) -> np.ndarray:
+    """A global array gathered to every host (a collective)."""
+    return np.asarray(jax.device_get(self._replicate(x)))
+
+  def run(self, state: state_lib.TrainState, step: int) -> dict[str, Any]:
+    num_classes = self.config.data.num_classes
+    scores = VideoScores(num_classes)
+    t0 = time.perf_counter()
+    first = None
+    for batch in make_eval_iterator(self.config, self.batch_size):
+      first = batch if first is None else first
+      g = self._global(batch)
+      with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+        probs = self._predict(state, g["video"])
+      rows = {k: self._host(g[k]) for k in ("label", "video_index", "mask")}
+      scores.add(
+        np.asarray(jax.device_get(probs)),
+        rows["label"],
+        rows["video_index"],
+        rows["mask"],
+      )
+    _, probs, labels = scores.arrays()
+    metrics = classification_metrics(probs, labels, num_classes)
+    if jax.process_index() == 0:
+      write_report(
+        metrics, self.class_names, os.path.join(self.workdir, "eval"), step
+      )
+    if first is not None:
+      self._pictures(state, first, step)
+    scalars = {
+      f"eval/{k}": metrics[k]
+      for k in ("top1", "top5", "mean_class_accuracy", "num_videos")
+    }
+    scalars["eval/seconds"] = time.perf_counter() - t0
+    self.writer.scalars(step, scalars)
+    return metrics
+
+  def _pictures(
+    self, state: state_lib.TrainState, batch: Batch, step: int
+  ) -> None:
+    """Tracklet pictures of `batch` (process 0 draws)."""
+    g = self._global(batch)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      explained = jax.device_get(self._explain(state, g["video"]))
+    # Gathers are collectives: every process runs them, process 0 draws.
+    frames, labels, weights = jax.device_get(
+      (
+        self._replicate(g["video"]),
+        self._replicate(g["label"]),
+        self._replicate(art_model.class_weights(state.params)),
+      )
+    )
+    if jax.process_index() == 0:
+      viz.write_tracklet_pictures(
+        explained,
+        np.asarray(frames),
+        np.asarray(weights, np.float32),
+        self.class_names,
+        self.grid,
+        os.path.join(self.workdir, "tracklets"),
+        step,
+        self.writer,
+        labels=np.asarray(labels),
+      )

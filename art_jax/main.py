@@ -16,34 +16,38 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  None,
-  "Config file, optionally with variants: file.py:a,b.",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir",
-  None,
-  "Checkpoints, logs, reports. Default: runs/<config>-<variant>.",
-)
-_MODE = flags.DEFINE_enum(
-  "mode", "train_and_eval", ["train", "eval", "train_and_eval"], "What to run."
-)
-_COORDINATOR = flags.DEFINE_string(
-  "coordinator_address", None, "host:port of process 0 (multi-process)."
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-  "num_processes", None, "Number of processes."
-)
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id.")
-_CACHE = flags.DEFINE_string(
-  "compilation_cache",
-  os.path.expanduser("~/.cache/art_jax/xla"),
-  "Persistent XLA compilation cache ('' disables): a restarted job "
-  "skips recompiling the same step.",
-)
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config file, optionally with variants: file.py:a,b.",
+    lock_config=True,
+  )
+  flags.DEFINE_string(
+    "workdir",
+    None,
+    "Checkpoints, logs, reports. Default: runs/<config>-<variant>.",
+  )
+  flags.DEFINE_enum(
+    "mode",
+    "train_and_eval",
+    ["train", "eval", "train_and_eval"],
+    "What to run.",
+  )
+  flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-process)."
+  )
+  flags.DEFINE_integer("num_processes", None, "Number of processes.")
+  flags.DEFINE_integer("process_id", None, "This process's id.")
+  flags.DEFINE_string(
+    "compilation_cache",
+    os.path.expanduser("~/.cache/art_jax/xla"),
+    "Persistent XLA compilation cache ('' disables): a restarted job "
+    "skips recompiling the same step.",
+  )
+  flags.mark_flags_as_required(["config"])
 
 
 def default_workdir(config_arg: str) -> str:
@@ -57,7 +61,7 @@ def default_workdir(config_arg: str) -> str:
 def _multiprocess_requested() -> bool:
   env = os.environ
   return bool(
-    _COORDINATOR.value
+    flags.FLAGS.coordinator_address
     or env.get("JAX_COORDINATOR_ADDRESS")
     or int(env.get("SLURM_NTASKS", "1")) > 1
     or "," in env.get("TPU_WORKER_HOSTNAMES", "")
@@ -76,12 +80,13 @@ def initialize_distributed() -> None:
     or os.environ.get("JAX_PLATFORMS") == "cpu"
   ):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  f = flags.FLAGS
   kwargs = {}
-  if _COORDINATOR.value:
+  if f.coordinator_address:
     kwargs = dict(
-      coordinator_address=_COORDINATOR.value,
-      num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value,
+      coordinator_address=f.coordinator_address,
+      num_processes=f.num_processes,
+      process_id=f.process_id,
     )
   jax.distributed.initialize(**kwargs)
   logging.info(
@@ -101,28 +106,38 @@ def _config_arg() -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
   initialize_distributed()
   import jax  # noqa: PLC0415
 
-  if _CACHE.value:
-    jax.config.update("jax_compilation_cache_dir", _CACHE.value)
+  if f.compilation_cache:
+    jax.config.update("jax_compilation_cache_dir", f.compilation_cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
-  from art_jax import train  # noqa: PLC0415 - heavy imports after flags
+  # Heavy imports after flags.
+  from art_jax import (  # noqa: PLC0415
+    checkpointing,
+    config_lib,
+    reporting,
+    train,
+  )
+  from art_jax.data import record  # noqa: PLC0415
+  from art_jax.demo import inputs  # noqa: PLC0415
 
-  config = _CONFIG.value
-  workdir = _WORKDIR.value or default_workdir(_config_arg())
+  config = f.config
+  workdir = f.workdir or default_workdir(_config_arg())
   logging.info("config:\n%s", config)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1))
-  from art_jax import checkpointing, config_lib, reporting  # noqa: PLC0415
-  from art_jax.data import record  # noqa: PLC0415
+    with open(os.path.join(workdir, "config.json"), "w") as out:
+      out.write(config.to_json_best_effort(indent=1))
 
   start = time.time()
   try:
-    result = train.train_and_evaluate(config, workdir, _MODE.value)
+    # Inputs built on first use (the demo's data, tiny CLIP and pose
+    # backbone; a bank from text_bank.clip): nothing for prepared data.
+    inputs.ensure_inputs(config)
+    result = train.train_and_evaluate(config, workdir, f.mode)
   except (
     config_lib.ConfigError,
     checkpointing.CheckpointError,
@@ -144,4 +159,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -20,9 +20,12 @@ import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from art_jax import checkpointing, config_lib, optim, text_bank, train, viz
+from art_jax import checkpointing, config_lib, evaluate, optim, text_bank, viz
 from art_jax import sharding as sh
+from art_jax import state as state_lib
 from art_jax.data import video as video_lib
+from art_jax.models import art as art_model
+from art_jax.models import build
 
 
 def define_flags() -> None:
@@ -83,9 +86,9 @@ def predict(
   names = meta["class_names"]
   rules = sh.LOGICAL_RULES
   mesh = sh.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
-  model = train.build_model(config)
+  model = build.build_model(config)
   tx = optim.make_optimizer(config.optim, optax.constant_schedule(0.0))
-  setup = train.setup_state(
+  setup = state_lib.setup_state(
     model, tx, mesh, rules, (1, *frames.shape), tuple(bank.shape)
   )
   directory, step = _checkpoint_location(checkpoint)
@@ -104,11 +107,11 @@ def predict(
     ) from e
   finally:
     manager.close()
-  dtype = train.DTYPES[config.model.dtype]
+  dtype = build.DTYPES[config.model.dtype]
   with jax.set_mesh(mesh):
     out = jax.device_get(
       jax.jit(
-        train.make_explain_fn(model, dtype, config_lib.pixel_stats(config))
+        evaluate.make_explain_fn(model, dtype, config_lib.pixel_stats(config))
       )(state, frames[None])
     )
   probs = out["probs"][0]
@@ -120,7 +123,7 @@ def predict(
   }
   grid = config.data.crop_size // model.backbone["patch_size"]
   weights = np.asarray(
-    jax.device_get(state.params["backbone"]["proj_2"]["kernel"]), np.float32
+    jax.device_get(art_model.class_weights(state.params)), np.float32
   )
   image = viz.clip_picture(
     frames,

@@ -1,19 +1,24 @@
-"""Metrics to the console and TensorBoard, throughput and MFU.
+"""Metrics to the console and TensorBoard, model FLOPs, throughput and MFU.
 
 Only process 0 writes event files; every process logs to the console.
 Model FLOPs utilisation = model FLOPs of one step per device (3 x the
-unrolled forward, `tools.bench_lib.model_train_flops`) / step time / the
-device's peak dense bf16 FLOP/s (table below).
+unrolled forward, `model_train_flops`) / step time / the device's peak
+dense bf16 FLOP/s (table below).
 """
 
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
+
+from art_jax.models import build
 
 # Peak dense bf16 FLOP/s per chip (vendor datasheets; no sparsity).
 PEAK_BF16_FLOPS = {
@@ -38,6 +43,66 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
     if kind.startswith(name) or name in kind:
       return PEAK_BF16_FLOPS[name]
   return None
+
+
+# Text width D of the CLIP that matches each backbone preset, and the
+# templates M of the bank FLOPs are counted with (`bank_shape`).
+TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
+NUM_TEMPLATES = 8
+
+
+def bank_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(K, M, D) of a text bank shaped like the real one of `config`."""
+  return (
+    config.data.num_classes,
+    NUM_TEMPLATES,
+    TEXT_DIM[config.model.preset],
+  )
+
+
+def model_train_flops(
+  config: ml_collections.ConfigDict, batch_size: int
+) -> float:
+  """Model FLOPs of one train step: 3 x the unrolled forward pass.
+
+  XLA's cost analysis counts a scanned layer body once, so the scanned
+  train step under-reports; MFU uses the unrolled forward (lowered, never
+  compiled) times 3 (forward + backward), without remat recomputation, as
+  MFU is usually defined. A multiply-add counts as 2 FLOPs here.
+  """
+  unrolled = ml_collections.ConfigDict(config.to_dict())
+  unrolled.model.scan = False
+  # Same FLOPs either way; the XLA path also lowers for the CPU (below).
+  unrolled.model.attention_impl = "xla"
+  model = build.build_model(unrolled)
+  crop = config.data.crop_size
+  video = jax.ShapeDtypeStruct(
+    (batch_size, config.data.num_frames, crop, crop, 3),
+    build.DTYPES[config.model.dtype],
+  )
+  bank = jax.ShapeDtypeStruct(bank_shape(config), jnp.float32)
+  variables = jax.eval_shape(
+    lambda v, b: model.init(jax.random.key(0), v, b, train=False), video, bank
+  )
+  return 3.0 * forward_flops(
+    lambda var, v, b: model.apply(var, v, b, train=False),
+    variables,
+    video,
+    bank,
+  )
+
+
+def forward_flops(fn: Callable[..., Any], *args: Any) -> float:
+  """XLA's FLOP count of jit(fn) at `args` (arrays or shape structs), from
+  the lowered HLO, never compiled. Some backends (GPU) give no cost analysis
+  of lowered HLO; then it is lowered for the host CPU, same program."""
+  cost = jax.jit(fn).lower(*args).cost_analysis()
+  if not cost or "flops" not in cost:
+    with jax.default_device(jax.devices("cpu")[0]):
+      cost = jax.jit(fn).lower(*args).cost_analysis()
+  if not cost or "flops" not in cost:
+    raise RuntimeError("XLA gives no cost analysis on this platform")
+  return float(cost["flops"])
 
 
 class MetricWriter:

@@ -9,8 +9,10 @@ a `("data", "fsdp", "tensor")` mesh:
     per layer, ZeRO-3 style),
   * MLP hidden units, attention heads and classes are split over tensor.
 
-A config may replace the table (`config.sharding.rules`), but the names here
-are the vocabulary every module uses.
+Configs choose the mesh sizes only (`config.mesh`, one axis may be -1:
+the remaining devices, resolved by `mesh_shape`). Functions that place
+arrays take the table as an argument (`rules`), so code may pass another;
+the names here are the vocabulary every module uses.
 """
 
 import math

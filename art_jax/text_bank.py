@@ -14,7 +14,6 @@ classes and templates files hold one entry per line; a template has one
 `{}` where the class name goes.
 """
 
-import argparse
 import functools
 import json
 import logging
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 import transformers
+from absl import app, flags
 
 from art_jax.models import clip_text
 
@@ -277,44 +277,45 @@ def read_lines(path: str) -> list[str]:
     return [line.strip() for line in f if line.strip()]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-    prog="python -m art_jax.text_bank", description=__doc__.split("\n")[0]
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string(
+    "clip",
+    "openai/clip-vit-base-patch16",
+    "Hugging Face CLIP checkpoint: local directory or hub id",
   )
-  parser.add_argument(
-    "--clip",
-    default="openai/clip-vit-base-patch16",
-    help="Hugging Face CLIP checkpoint: local directory or hub id",
+  flags.DEFINE_string("classes", None, "text file, one class name per line")
+  flags.DEFINE_string("out", None, "output directory")
+  flags.DEFINE_string(
+    "templates",
+    None,
+    "text file, one template with '{}' per line (default: built in)",
   )
-  parser.add_argument(
-    "--classes", required=True, help="text file, one class name per line"
-  )
-  parser.add_argument("--out", required=True, help="output directory")
-  parser.add_argument(
-    "--templates",
-    default=None,
-    help="text file, one template with '{}' per line (default: built in)",
-  )
-  parser.add_argument("--batch_size", type=int, default=256)
-  args = parser.parse_args(argv)
+  flags.DEFINE_integer("batch_size", 256, "texts per encoder call")
+  flags.mark_flags_as_required(["classes", "out"])
 
-  class_names = read_lines(args.classes)
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  f = flags.FLAGS
+  class_names = read_lines(f.classes)
   templates = (
-    read_lines(args.templates) if args.templates else list(DEFAULT_TEMPLATES)
+    read_lines(f.templates) if f.templates else list(DEFAULT_TEMPLATES)
   )
-  checkpoint_dir = resolve_checkpoint(args.clip)
+  checkpoint_dir = resolve_checkpoint(f.clip)
   bank = build_text_bank(
-    checkpoint_dir, class_names, templates, batch_size=args.batch_size
+    checkpoint_dir, class_names, templates, batch_size=f.batch_size
   )
   meta = {
     "class_names": class_names,
     "templates": templates,
-    "checkpoint": args.clip,
+    "checkpoint": f.clip,
   }
-  save_text_bank(args.out, bank, meta)
+  save_text_bank(f.out, bank, meta)
   k, m, d = bank.shape
-  print(f"wrote {os.path.join(args.out, BANK_FILE)}: K={k} M={m} D={d}")
+  print(f"wrote {os.path.join(f.out, BANK_FILE)}: K={k} M={m} D={d}")
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

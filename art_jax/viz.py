@@ -10,10 +10,15 @@ weights (ReLU, normalised per clip).
 """
 
 import os
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+  from art_jax import reporting
 
 LABEL_HEIGHT = 12
 
@@ -162,4 +167,132 @@ def clip_picture(
 def save_png(image: np.ndarray, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(image).save(path)
+  return path
+
+
+def write_tracklet_pictures(
+  explained: Mapping[str, np.ndarray],
+  frames: np.ndarray,
+  class_weights: np.ndarray,
+  class_names: Sequence[str] | None,
+  grid: tuple[int, int],
+  out_dir: str,
+  step: int,
+  writer: "reporting.MetricWriter | None" = None,
+  max_clips: int = 4,
+  labels: np.ndarray | None = None,
+) -> list[str]:
+  """Tracklet + CAM pictures of `max_clips` clips of a batch (PNG + TB),
+  titled with the prediction and, given `labels` (B,), the true class.
+
+  explained: `probs` (B, K), `tokens` (B, T', L, C) and, unless the model
+  is the baseline, `response_maps` (B, T', N, L); frames (B, T, H, W, 3);
+  class_weights (C, K). The clips are spread evenly over the batch (first
+  and last included), as evaluation sets are often sorted by class; files
+  and TensorBoard tags carry the clip's index in the batch
+  (`step{step}_clip{i}.png`).
+  """
+  paths = []
+  maps = explained.get("response_maps")  # absent in the baseline
+  name_of = lambda k: class_names[k] if class_names else str(k)
+  b = frames.shape[0]
+  picks = np.linspace(0, b - 1, min(max_clips, b)).round().astype(int)
+  for i in np.unique(picks):
+    probs = explained["probs"][i]
+    pred = int(np.argmax(probs))
+    title = f"pred: {name_of(pred)} ({probs[pred]:.2f})"
+    if labels is not None:
+      title = f"true: {name_of(int(labels[i]))}\n{title}"
+    image = clip_picture(
+      frames[i],
+      None if maps is None else maps[i],
+      explained["tokens"][i],
+      class_weights[:, pred],
+      grid,
+      title=title,
+      scale=2,
+    )
+    paths.append(
+      save_png(image, os.path.join(out_dir, f"step{step}_clip{i}.png"))
+    )
+    if writer is not None:
+      writer.image(step, f"tracklets/clip{i}", image)
+  return paths
+
+
+# --- confusion matrix --------------------------------------------------------
+
+LABEL_WRAP = 40  # characters per line of a class name on the axes
+
+
+def confusion_figure(
+  confusion: np.ndarray,
+  names: Sequence[str],
+  title: str = "",
+  *,
+  max_labels: int = 100,
+  max_values: int = 30,
+) -> Any:
+  """The row-normalised confusion matrix (K, K) (rows: true class) as a
+  matplotlib Figure.
+
+  Class names are shown in full (wrapped at LABEL_WRAP characters, the
+  margins sized to them) for up to `max_labels` classes; each cell prints
+  its rate for up to `max_values` classes, larger matrices get a colour
+  bar instead.
+  """
+  import matplotlib  # noqa: PLC0415 - plotting only where reports are written
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  k = confusion.shape[0]
+  rows = confusion.sum(1, keepdims=True)
+  norm = np.divide(confusion, np.maximum(rows, 1))
+  labels = [
+    textwrap.fill(n, LABEL_WRAP, break_on_hyphens=False)
+    for n in (names if k <= max_labels else ())
+  ]
+  cell = 0.45 if k <= max_values else 0.16  # inches per class
+  chars = max((len(line) for n in labels for line in n.split("\n")), default=0)
+  margin = 0.8 + 0.055 * chars  # room for the longest label line (7 pt)
+  side = k * cell
+  bar = 0.0 if k <= max_values else 1.0
+  fig, ax = plt.subplots(
+    figsize=(min(40.0, margin + side + bar + 0.4), min(40.0, margin + side))
+  )
+  image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title)
+  if labels:
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), labels, fontsize=7)
+  if k <= max_values:
+    for i in range(k):
+      for j in range(k):
+        ax.text(
+          j,
+          i,
+          f"{norm[i, j]:.2f}",
+          ha="center",
+          va="center",
+          fontsize=6,
+          color="white" if norm[i, j] > 0.5 else "black",
+        )
+  else:
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="rate")
+  fig.tight_layout()
+  return fig
+
+
+def plot_confusion(
+  confusion: np.ndarray, names: Sequence[str], path: str, title: str = ""
+) -> str:
+  """Writes `confusion_figure` as a PNG; -> path."""
+  fig = confusion_figure(confusion, names, title)
+  import matplotlib.pyplot as plt  # noqa: PLC0415 - after the Agg backend
+
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
   return path

@@ -51,7 +51,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
+from art_jax import state as state_lib
 from art_jax.models import uniformerv2 as uv2
 
 Variables = dict[str, Any]
@@ -95,6 +97,15 @@ class LoadReport:
   initialised: list[str] = dataclasses.field(default_factory=list)
   ignored: list[str] = dataclasses.field(default_factory=list)
   notes: list[str] = dataclasses.field(default_factory=list)
+
+  def as_json(self) -> dict[str, list[str]]:
+    """What `init_from_report.json` holds: "reinitialised" lists the
+    model's leaves that kept their own initialisation."""
+    return {
+      "loaded": self.loaded,
+      "reinitialised": self.initialised,
+      "ignored": self.ignored,
+    }
 
   def __str__(self) -> str:
     lines = [
@@ -830,3 +841,92 @@ def load_params_file(
   if model is not None and (meta["layout"] == "scan") != model.scan:
     variables = convert_layout(variables, model, to_scan=model.scan)
   return variables
+
+
+# ----------------------------------------------------------------------------
+# Pretrained backbones into a train state (config `init_from`).
+
+# Backbone leaves expected to differ from a pretrained file: the classifier
+# (another class count, or a pose-regression head).
+CLASSIFIER_PREFIX = f"{uv2.CLASSIFIER}/"
+
+
+def load_pretrained(
+  state: state_lib.TrainState,
+  path: str,
+  backbone: Mapping[str, Any],
+  allow_reinit: bool = False,
+) -> tuple[state_lib.TrainState, LoadReport]:
+  """Loads a converted UniFormerV2/CLIP params file into the backbone.
+
+  Leaves whose name and shape match are loaded; checkpoint entries the
+  model lacks are ignored; leaves the file lacks keep their initialisation.
+  A leaf the file has with another shape is an error (a checkpoint
+  converted for another layout would otherwise train with, e.g., a random
+  patch embedding), except the classifier (`CLASSIFIER_PREFIX`), which
+  keeps its initialisation; `allow_reinit` (config init_from.allow_reinit)
+  re-initialises every such leaf instead. Returns the report (paths
+  "params/backbone/..." as in the state).
+  """
+  # In this model's layer layout (scanned or not), whatever the file's.
+  loaded_vars = load_params_file(path, uv2.UniFormerV2(**backbone))
+  pre_params = flax.traverse_util.flatten_dict(
+    loaded_vars.get("params", loaded_vars), sep="/"
+  )
+  pre_stats = flax.traverse_util.flatten_dict(
+    loaded_vars.get("batch_stats", {}), sep="/"
+  )
+  report = LoadReport(source=path)
+  mismatched = []
+
+  def merge(tree, pretrained, prefix):
+    flat = flax.traverse_util.flatten_dict(tree, sep="/")
+    used = set()
+    for key, value in flat.items():
+      if not key.startswith("backbone/"):
+        continue
+      name = key[len("backbone/") :]
+      src = pretrained.get(name)
+      wrong_shape = src is not None and src.shape != value.shape
+      if wrong_shape and not (
+        allow_reinit or name.startswith(CLASSIFIER_PREFIX)
+      ):
+        mismatched.append(
+          f"{prefix}{key}: file {tuple(src.shape)}, model {tuple(value.shape)}"
+        )
+      if src is None or tuple(src.shape) != tuple(value.shape):
+        report.initialised.append(prefix + key)
+        continue
+      used.add(name)
+      flat[key] = jax.device_put(np.asarray(src, value.dtype), value.sharding)
+      report.loaded.append(prefix + key)
+    report.ignored.extend(prefix + k for k in pretrained if k not in used)
+    return flax.traverse_util.unflatten_dict(flat, sep="/")
+
+  params = merge(state.params, pre_params, "params/")
+  batch_stats = merge(state.batch_stats, pre_stats, "batch_stats/")
+  if mismatched:
+    raise ValueError(
+      f"init_from.path={path}: {len(mismatched)} backbone leaves have "
+      "another shape than the model's:\n  "
+      + "\n  ".join(mismatched[:20])
+      + "\nThe file was converted for another layout (e.g. a Kinetics "
+      "checkpoint without `convert_weights --preset`, or another "
+      "model.backbone); convert it for this config, or set "
+      "init_from.allow_reinit=True to train those leaves from scratch."
+    )
+  state = state.replace(params=params, batch_stats=batch_stats)
+  logging.info(
+    "init_from %s: loaded %d, re-initialised %d, ignored %d",
+    path,
+    len(report.loaded),
+    len(report.initialised),
+    len(report.ignored),
+  )
+  for kind, keys in (
+    ("reinitialised", report.initialised),
+    ("ignored", report.ignored),
+  ):
+    for key in keys:
+      logging.info("init_from: %s %s", kind, key)
+  return state, report

@@ -15,13 +15,16 @@ Measured wall time and Top-1 are in docs/demo.md.
 """
 
 from art_jax import config_lib
+from art_jax.demo import config as demo_config
 
 
 def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
     arg, runlocal=(False, bool), ablation=(False, bool)
   )
-  c = config_lib.base_config()
+  # The shared base plus the demo's own knobs (data.synthetic,
+  # text_bank.pretrain, init_from.pose_pretrain: art_jax/demo/config.py).
+  c = demo_config.add_knobs(config_lib.base_config())
   c.name = "demo"
   c.data.dataset = "synthetic"
   c.data.dir = "data/synthetic"
@@ -47,10 +50,10 @@ def get_config(arg: str | None = None):
   # the from-scratch demo model stays at chance in this budget (docs/demo.md).
   c.data.synthetic.difficulty = 0.5
   # The text bank from a tiny CLIP made here (the stand-in for a released
-  # CLIP; art_jax/clip_pretrain.py, docs/data.md): contrastive pretraining
-  # on captioned random motions of the figure (never the demo's classes or
-  # labels), its video tower the pose-pretrained backbone below, locked
-  # (LiT): only a small head on its tokens and the text tower train.
+  # CLIP; art_jax/demo/clip_pretrain.py, docs/data.md): contrastive
+  # pretraining on captioned random motions of the figure (never the demo's
+  # classes or labels), its video tower the pose-pretrained backbone below,
+  # locked (LiT): only a small head on its tokens and the text tower train.
   c.text_bank.dir = "data/synthetic/text_bank_tiny_clip"
   c.text_bank.clip = "tiny_pretrained"
   c.text_bank.num_templates = 4
@@ -109,8 +112,8 @@ def get_config(arg: str | None = None):
   c.ckpt.every_steps = 450
   # The demo's stand-in for CLIP: the backbone starts from a UniFormerV2
   # pose-pretrained on random-pose stills of the figure (no action classes,
-  # no labels; art_jax/pose_pretrain.py), built here on first use (~2.5 min)
-  # and loaded through init_from like converted CLIP weights.
+  # no labels; art_jax/demo/pose_pretrain.py), built here on first use
+  # (~2.5 min) and loaded through init_from like converted CLIP weights.
   c.init_from.path = "data/synthetic/pose_backbone.msgpack"
   c.init_from.pose_pretrain.update({"steps": 400, "num_images": 8192})
   if v["ablation"]:

@@ -13,18 +13,11 @@ import pytest
 import transformers
 from test_config import load_config
 
-from art_jax import (
-  clip_pretrain,
-  config_lib,
-  inputs,
-  text_bank,
-  tiny_clip,
-  train,
-  weights,
-)
-from art_jax.data import motion_captions as mc
+from art_jax import config_lib, text_bank, weights
 from art_jax.data import synthetic
-from art_jax.models import clip_text
+from art_jax.demo import clip_pretrain, inputs, tiny_clip
+from art_jax.demo import motion_captions as mc
+from art_jax.models import build, clip_text
 from art_jax.tools import clip_probe
 
 NAMES = list(synthetic.CLASS_NAMES)
@@ -271,7 +264,7 @@ def test_pretraining_writes_a_clip_checkpoint_the_bank_reads(tmp_path):
   path = clip_pretrain.video_backbone_path(c)
   variables, meta = weights.read_params_file(path)
   assert json.loads(meta["source"])["clip_pretrain"]["steps"] == 4
-  backbone = dict(train.build_model(c).backbone)
+  backbone = dict(build.build_model(c).backbone)
   loaded = weights.load_params_file(
     path, clip_pretrain.uniformerv2.UniFormerV2(**backbone)
   )

@@ -12,7 +12,7 @@ import safetensors.numpy
 import torch
 import transformers
 
-from art_jax import tiny_clip
+from art_jax.demo import tiny_clip
 from art_jax.models import clip_text
 
 P = jax.sharding.PartitionSpec

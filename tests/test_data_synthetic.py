@@ -9,6 +9,9 @@ import pytest
 
 from art_jax.data import pipeline, record
 from art_jax.data import synthetic as syn
+from art_jax.data.datasets import synthetic as syn_dataset
+from art_jax.demo import inputs
+from art_jax.tools import frame_baselines
 
 
 def test_render_is_deterministic_with_shapes():
@@ -77,7 +80,7 @@ def test_classes_differ_only_locally(seed):
 
 
 def test_read_lists_balanced_seeded_clips():
-  ann = syn.read(None, None, "val", num_clips={"val": 25}, seed=4)
+  ann = syn_dataset.read(None, None, "val", num_clips={"val": 25}, seed=4)
   assert len(ann.clips) == 25 and ann.class_names == syn.CLASS_NAMES
   counts = np.bincount([c.label for c in ann.clips])
   assert counts.min() >= 2 and counts.max() <= 3
@@ -141,7 +144,7 @@ def test_prepare_cli_needs_videos_for_real_datasets(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("built"))
-  counts = syn.build_synthetic(out, 48, 24, seed=1, num_frames=8, size=32)
+  counts = inputs.build_synthetic(out, 48, 24, seed=1, num_frames=8, size=32)
   return out, counts
 
 
@@ -150,19 +153,19 @@ def test_build_synthetic_writes_and_resumes(built):
   assert counts == {"train": 48, "val": 24}
   shard = os.path.join(out, record.shard_name("train", 0, 1))
   mtime = os.path.getmtime(shard)
-  syn.build_synthetic(out, 48, 24, seed=1, num_frames=8, size=32)
+  inputs.build_synthetic(out, 48, 24, seed=1, num_frames=8, size=32)
   assert os.path.getmtime(shard) == mtime  # finished shards are skipped
   meta = record.read_metadata(out, "val")
   assert meta["dataset"] == "synthetic" and meta["synthetic_seed"] == 1
 
 
 def test_frame_average_baseline_runs(built):
-  res = syn.frame_average_baseline(built[0])
+  res = frame_baselines.frame_average_baseline(built[0])
   assert res["num_train"] == 48 and res["chance"] == 1 / syn.NUM_CLASSES
   for name in ("pixels_frame_average", "frame_average", "single_frame"):
     assert 0 <= res[name]["logreg"] <= 1
     assert 0 <= res[name]["centroid"] <= 1
-  feats = syn.clip_features(syn.render(0, 0, 16, 64))
+  feats = frame_baselines.clip_features(syn.render(0, 0, 16, 64))
   assert feats["frame_average"].shape == (144,)
   assert feats["stacked_frames"].shape == (8 * 144,)
 
@@ -178,6 +181,8 @@ def test_difficulty_scales_nuisances_only():
   assert easy["background"].std((0, 1)).max() < 1e-6
   np.testing.assert_array_equal(easy["flick_amp"], full["flick_amp"])
   assert easy["colours"].std() < 1e-6 < full["colours"].std()
-  clips = syn.read(None, None, "train", num_clips={"train": 2}, difficulty=0.5)
+  clips = syn_dataset.read(
+    None, None, "train", num_clips={"train": 2}, difficulty=0.5
+  )
   assert clips.clips[0].id == "s0_d0.5_train_000000"
   assert clips.clips[0].meta["difficulty"] == 0.5

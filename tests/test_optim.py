@@ -47,12 +47,12 @@ def test_weight_decay_mask_on_the_art_model(scan):
   no (H, K) q/k/v bias, no prompt, bank or prototype."""
   from test_config import load_config
 
-  from art_jax import train
+  from art_jax.models import build
 
   c = load_config("demo")
   c.unlock()
   c.model.scan = scan
-  model = train.build_model(c)
+  model = build.build_model(c)
   video = jnp.zeros((1, 8, 48, 48, 3))
   bank = jnp.zeros((12, 4, 64))
   params = jax.eval_shape(model.init, jax.random.key(0), video, bank)

@@ -15,8 +15,9 @@ from test_config import load_config
 from test_train import HEAD_ONLY, read_init_report
 from test_uniformerv2 import TINY
 
-from art_jax import config_lib, pose_pretrain, train, weights
+from art_jax import config_lib, train, weights
 from art_jax.data import synthetic
+from art_jax.demo import inputs, pose_pretrain
 from art_jax.models import uniformerv2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -126,8 +127,8 @@ def test_pose_pretraining_without_a_path_is_a_config_error():
   c = load_config("demo")
   c.init_from.path = None
   with pytest.raises(config_lib.ConfigError, match="needs init_from.path"):
-    config_lib.validate(c, num_devices=1)
-  # Also before anything is built (the trainer validates after inputs).
+    inputs.check_config(c)
+  # Also where it is built (the demo checks before it builds inputs).
   with pytest.raises(config_lib.ConfigError, match="needs init_from.path"):
     pose_pretrain.ensure_pose_backbone(c)
   c.init_from.path = "unused.msgpack"
@@ -148,7 +149,9 @@ def test_pretraining_learns_and_the_demo_loads_it(tmp_path):
   c.total_steps = 1
   c.eval_every_steps = 1000
   workdir = str(tmp_path / "run")
-  # The trainer builds data, text bank and the pose backbone, then loads it.
+  # The demo builds data, text bank and the pose backbone (as main does
+  # before training), and the trainer loads it.
+  inputs.ensure_inputs(c)
   train.train_and_evaluate(c, workdir, mode="train")
   _, meta = weights.read_params_file(c.init_from.path)
   summary = json.loads(meta["source"])
@@ -189,7 +192,7 @@ def test_command_line_writes_the_file_and_prints_the_summary(tmp_path):
     [
       sys.executable,
       "-m",
-      "art_jax.pose_pretrain",
+      "art_jax.demo.pose_pretrain",
       "--config=configs/demo.py:runlocal",
       f"--out={out}",
       "--config.init_from.pose_pretrain.steps=2",

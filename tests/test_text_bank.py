@@ -2,15 +2,20 @@
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import transformers
 
-from art_jax import text_bank, tiny_clip
+from art_jax import text_bank
+from art_jax.demo import tiny_clip
 from art_jax.models import clip_text
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLASSES = ["front flip", "salto backward tucked", "split leap"]
 TEMPLATES = ["a video of a person doing {}.", "{}", "The person is doing {}."]
 
@@ -171,22 +176,30 @@ def test_load_validates(tmp_path, bank):
     text_bank.load_text_bank(str(tmp_path))
 
 
-def test_cli_end_to_end(tmp_path, clip_dir, bank, capsys):
+def test_cli_end_to_end(tmp_path, clip_dir, bank):
   classes = tmp_path / "classes.txt"
   classes.write_text("\n".join(CLASSES) + "\n\n")
   templates = tmp_path / "templates.txt"
   templates.write_text("\n".join(TEMPLATES) + "\n")
   out = tmp_path / "out"
-  text_bank.main(
+  proc = subprocess.run(
     [
+      sys.executable,
+      "-m",
+      "art_jax.text_bank",
       f"--clip={clip_dir}",
       f"--classes={classes}",
       f"--out={out}",
       f"--templates={templates}",
       "--batch_size=5",
-    ]
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
   )
-  assert "K=3 M=3 D=24" in capsys.readouterr().out
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "K=3 M=3 D=24" in proc.stdout
   loaded, meta = text_bank.load_text_bank(str(out))
   assert meta["checkpoint"] == clip_dir
   assert meta["class_names"] == CLASSES and meta["templates"] == TEMPLATES

@@ -18,7 +18,9 @@ import pytest
 import tiny_data
 from test_config import load_config
 
-from art_jax import train
+from art_jax import evaluate, train
+from art_jax import state as state_lib
+from art_jax.models import build
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +298,7 @@ def test_init_from_loads_the_backbone_and_reports(data, tmp_path):
   c = make_config(data, total_steps=1, eval_every_steps=1000)
   # A converted UniFormerV2 of the same size but another class count, saved
   # in the unscanned layout: layers are converted, the head re-initialised.
-  kwargs = dict(train.build_model(c).backbone, num_classes=7, scan=False)
+  kwargs = dict(build.build_model(c).backbone, num_classes=7, scan=False)
   source = uniformerv2.UniFormerV2(**kwargs)
   variables = weights.init_variables(source, jax.random.key(3))
   path = str(tmp_path / "uv2.msgpack")
@@ -347,14 +349,14 @@ def test_init_from_with_a_wrong_shaped_leaf_fails_unless_allowed(tmp_path):
   from art_jax.models import uniformerv2  # noqa: PLC0415
 
   c = make_config({"data": "unused", "bank": "unused"})
-  model = train.build_model(c)
+  model = build.build_model(c)
   video = jnp.zeros(
     (1, c.data.num_frames, c.data.crop_size, c.data.crop_size, 3)
   )
   variables = nn.meta.unbox(
     jax.jit(model.init)(jax.random.key(0), video, jnp.zeros((4, 2, 8)))
   )
-  state = train.TrainState(
+  state = state_lib.TrainState(
     step=jnp.zeros((), jnp.int32),
     params=variables["params"],
     batch_stats=variables.get("batch_stats", {}),
@@ -369,12 +371,12 @@ def test_init_from_with_a_wrong_shaped_leaf_fails_unless_allowed(tmp_path):
     path, weights.init_variables(source, jax.random.key(3)), source
   )
   with pytest.raises(ValueError, match="conv1") as err:
-    train.load_pretrained(state, path, model.backbone)
+    weights.load_pretrained(state, path, model.backbone)
   assert "allow_reinit" in str(err.value) and "proj_2" not in str(err.value)
-  _, report = train.load_pretrained(
+  _, report = weights.load_pretrained(
     state, path, model.backbone, allow_reinit=True
   )
-  reinit = {k for k in report["reinitialised"] if k.startswith("params/")}
+  reinit = {k for k in report.initialised if k.startswith("params/")}
   assert any("conv1" in k for k in reinit) and reinit >= HEAD_ONLY
 
 
@@ -386,28 +388,28 @@ def test_the_step_and_predict_normalise_with_the_given_pixel_stats():
 
   c = load_config("finegym", "runlocal")
   c.data.num_classes, c.model.heads.num_queries, c.model.heads.top_k = 4, 2, 4
-  model = train.build_model(c)
+  model = build.build_model(c)
   tx = optim.make_optimizer(c.optim, lambda _: 0.0)
   shape = (2, 8, 32, 32, 3)
   mesh = sh.make_mesh({"data": 1}, devices=jax.devices()[:1])
 
-  setup = train.setup_state(
+  setup = state_lib.setup_state(
     model, tx, mesh, sh.LOGICAL_RULES, shape, (4, 2, 16)
   )
   bank = np.random.default_rng(0).normal(size=(4, 2, 16)).astype(np.float32)
-  state = train.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
+  state = state_lib.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
   video = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
   kinetics = (config_lib.KINETICS_MEAN, config_lib.KINETICS_STD)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(sh.LOGICAL_RULES):
-    probs = train.make_predict_fn(model, jnp.float32, kinetics)(state, video)
+    probs = evaluate.make_predict_fn(model, jnp.float32, kinetics)(state, video)
     by_hand = model.apply(
       {"params": state.params, "batch_stats": state.batch_stats},
       (video.astype(np.float32) - 114.75) / 57.375,
       state.text_bank,
       train=False,
     )
-    clip_probs = train.make_predict_fn(model, jnp.float32)(state, video)
+    clip_probs = evaluate.make_predict_fn(model, jnp.float32)(state, video)
   np.testing.assert_allclose(
     probs, jax.nn.softmax(by_hand["logits"], -1), rtol=1e-5, atol=1e-6
   )
@@ -418,9 +420,9 @@ def test_the_step_and_predict_normalise_with_the_given_pixel_stats():
       model, tx, train.loss_options(c), lambda _: 0.0, ema_momentum=0.9,
       accum_steps=1, dtype=jnp.float32, pixel_stats=stats,
     )  # fmt: skip
-    fresh = train.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
+    fresh = state_lib.create_state(setup, mesh, sh.LOGICAL_RULES, 0, bank)
     batch = {"video": video, "label": np.array([0, 1], np.int32)}
     with jax.set_mesh(mesh), nn.logical_axis_rules(sh.LOGICAL_RULES):
       return float(jax.jit(step)(fresh, batch)[1]["train/loss"])
 
-  assert step_loss(kinetics) != step_loss(train.CLIP_STATS)
+  assert step_loss(kinetics) != step_loss(build.CLIP_STATS)

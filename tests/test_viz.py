@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from art_jax import train, viz
+from art_jax import viz
 
 
 def _explained(b, steps, queries, grid, dim, classes, seed=0):
@@ -34,8 +34,8 @@ def test_pictures_name_the_true_class_when_labels_are_given(tmp_path):
   weights = np.ones((8, classes), np.float32)
   names = [f"class {k}" for k in range(classes)]
   args = (explained, frames, weights, names, (4, 4))
-  plain = train.write_tracklet_pictures(*args, str(tmp_path / "p"), 7)
-  labelled = train.write_tracklet_pictures(
+  plain = viz.write_tracklet_pictures(*args, str(tmp_path / "p"), 7)
+  labelled = viz.write_tracklet_pictures(
     *args, str(tmp_path / "l"), 7, labels=np.array([4, 0, 2])
   )
   assert [p.rsplit("/", 1)[1] for p in labelled] == [
@@ -45,7 +45,7 @@ def test_pictures_name_the_true_class_when_labels_are_given(tmp_path):
   big = 10
   explained = _explained(big, 2, 2, 4, 8, classes)
   frames = np.zeros((big, 4, 16, 16, 3), np.uint8)
-  spread = train.write_tracklet_pictures(
+  spread = viz.write_tracklet_pictures(
     explained, frames, weights, names, (4, 4), str(tmp_path / "s"), 3
   )
   assert [p.rsplit("/", 1)[1] for p in spread] == [
@@ -54,3 +54,29 @@ def test_pictures_name_the_true_class_when_labels_are_given(tmp_path):
   for p, q in zip(plain, labelled, strict=True):
     h_plain = np.asarray(Image.open(p)).shape[0]
     assert np.asarray(Image.open(q)).shape[0] == h_plain + viz.LABEL_HEIGHT
+
+
+def test_confusion_shows_full_class_names_and_per_cell_rates(tmp_path):
+  names = [
+    "left forearm flick then right forearm circle",
+    "right forearm circle then left forearm flick",
+    "(VT) round-off, flic-flac with 0.5 turn on, stretched salto forward "
+    "with 0.5 turn off",
+    "hold",
+  ]
+  confusion = np.array([[3, 1, 0, 0], [0, 4, 0, 0], [0, 0, 2, 2], [0] * 4])
+  fig = viz.confusion_figure(confusion, names, "step 1")
+  ax = fig.axes[0]
+  for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+    assert [t.get_text().replace("\n", " ") for t in ticks] == names
+  cells = [t.get_text() for t in ax.texts]
+  assert len(cells) == 4 * 4
+  assert cells[:2] == ["0.75", "0.25"] and cells[10:12] == ["0.50", "0.50"]
+  assert cells[12:] == ["0.00"] * 4  # a class without examples
+  # Many classes: no numbers in the cells, a colour bar instead.
+  many = viz.confusion_figure(
+    np.eye(40, dtype=int), [str(i) for i in range(40)]
+  )
+  assert not many.axes[0].texts and len(many.axes) == 2
+  path = viz.plot_confusion(confusion, names, str(tmp_path / "c.png"))
+  assert np.asarray(Image.open(path)).shape[0] > 300

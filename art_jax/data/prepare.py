@@ -17,7 +17,7 @@ or short videos, unparsable annotation lines) is skipped and logged to
 produced nothing or more than --max_failure_fraction of it failed.
 
 `--dataset=synthetic` renders its clips instead of decoding videos
-(`art_jax/data/synthetic.py`; --num_train, --num_val, --seed, --frames,
+(`art_jax/data/datasets/synthetic.py`; --num_train, --num_val, --seed, --frames,
 --size; no --videos or --annotations).
 
 `--runner=beam --beam_options="--runner=DataflowRunner ..."` runs the same
@@ -44,7 +44,7 @@ from absl import app, flags, logging
 from array_record.python import array_record_module
 from tqdm import tqdm
 
-from art_jax.data import fs, record, synthetic, video
+from art_jax.data import fs, record, video
 from art_jax.data.datasets import (
   common,
   diving48,
@@ -52,6 +52,7 @@ from art_jax.data.datasets import (
   kinetics,
   ntu,
   ssv2,
+  synthetic,
 )
 
 

@@ -20,28 +20,21 @@ of the local motions. Clips are deterministic per seed and classes rendered
 with the same seed share every nuisance (the random stream does not depend
 on the class).
 
+This module is the renderer. The dataset's clip list and per-clip job are
+`art_jax.data.datasets.synthetic` (prepared like any dataset):
+
   python -m art_jax.data.prepare --dataset=synthetic --out=/tmp/synth \
       --num_train=3000 --num_val=600 [--seed=0 --frames=16 --size=64]
-  python -m art_jax.data.synthetic --data=/tmp/synth   # frame baselines
+  python -m art_jax.tools.frame_baselines --data=/tmp/synth
   python -m art_jax.data.synthetic --montage=docs/synthetic_classes.png
 """
 
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from absl import app, flags
-from array_record.python import array_record_module
-
-from art_jax.data import record, video
-from art_jax.data.datasets import common
-
-VARIANTS = {"default": ("train", "val")}
-DEFAULT_VARIANT = "default"
-FLIP_SAFE = False  # "left"/"right" classes.
-SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 
 # (name, ((limb, motion), ...)): one or two local motions, in time order.
 CLASSES = (
@@ -182,7 +175,7 @@ def random_pose(
   Squat depth, both angles of every limb drawn uniformly (arms anywhere
   from down to up with the forearm at any angle; legs from straight to a
   high kick). Used to pretrain the demo backbone on stills
-  (`art_jax.pose_pretrain`); the action classes are never drawn.
+  (`art_jax.demo.pose_pretrain`); the action classes are never drawn.
   -> joints as `_skeleton`.
   """
 
@@ -214,7 +207,7 @@ def random_motion(
   (a random number of 0.5-2.5 swings of random size) or turns (by 180-400
   degrees either way), holding where the window ends. Angle ranges are
   `random_pose`'s. Used to pretrain the demo backbone on motion
-  (`art_jax.pose_pretrain`); the action classes are never drawn.
+  (`art_jax.demo.pose_pretrain`); the action classes are never drawn.
   -> joints as `_skeleton`.
   """
   deg = np.deg2rad
@@ -476,284 +469,6 @@ def _draw(
   box += alpha * (colour - box)
 
 
-def clip_seed(seed: int, split: str, index: int) -> list[int]:
-  """The render seed of clip `index` of `split`."""
-  return [seed, SPLIT_INDEX[split], index]
-
-
-def read(
-  annotations: str | None,
-  videos: str | None,
-  split: str,
-  variant: str = DEFAULT_VARIANT,
-  *,
-  num_clips: dict[str, int],
-  seed: int = 0,
-  difficulty: float = 1.0,
-) -> common.Annotations:
-  """The prepare job's clip list: balanced labels, one seed per clip.
-
-  The seed (and a difficulty other than 1) is in the clip id, so a re-run
-  with another --seed or --difficulty redoes the shards; frames and size
-  come in through `prepare.Params`.
-  """
-  del annotations, videos
-  common.check_split(split, VARIANTS[variant], "synthetic")
-  n = num_clips[split]
-  difficulty = float(difficulty)
-  tag = "" if difficulty == 1.0 else f"_d{difficulty:g}"
-  meta = {} if difficulty == 1.0 else {"difficulty": difficulty}
-  clips = [
-    common.ClipTask(
-      f"s{seed}{tag}_{split}_{i:06d}",
-      i % NUM_CLASSES,
-      None,
-      meta={"seed": clip_seed(seed, split, i), **meta},
-    )
-    for i in range(n)
-  ]
-  extra = {"synthetic_seed": seed, "synthetic_difficulty": difficulty}
-  return common.Annotations(clips, list(CLASS_NAMES), extra=extra)
-
-
-def process_clip(task: common.ClipTask, params: Any) -> tuple[bytes, None]:
-  """Renders and JPEG-encodes one clip (prepare's per-clip function).
-
-  `params` is a `prepare.Params`: short_side is the frame size and
-  max_frames the number of frames.
-  """
-  t, size = params.max_frames, params.short_side
-  frames = render(
-    task.label, task.meta["seed"], t, size, task.meta.get("difficulty", 1.0)
-  )
-  data = record.encode(
-    record.Clip(
-      id=task.id,
-      label=task.label,
-      frames=[video.encode_jpeg(f, params.jpeg_quality) for f in frames],
-      frame_index=list(range(t)),
-      num_source_frames=t,
-      fps=float(t),  # one base-movement cycle lasts about a second
-      height=size,
-      width=size,
-      meta=task.meta,
-    )
-  )
-  return data, None
-
-
-def build_synthetic(
-  out_dir: str,
-  num_train: int,
-  num_val: int,
-  seed: int = 0,
-  *,
-  num_frames: int = 16,
-  size: int = 64,
-  jpeg_quality: int = 90,
-  clips_per_shard: int = 512,
-  workers: int = 1,
-  difficulty: float = 1.0,
-) -> dict[str, int]:
-  """Writes the train and val splits to `out_dir` unless already there.
-
-  Goes through `prepare.prepare_split`, so shards, metadata and resume
-  markers are those of the real datasets; finished shards with the same
-  clips and parameters are skipped.
-
-  Returns:
-    {split: number of clips}.
-  """
-  from art_jax.data import prepare  # noqa: PLC0415 - prepare imports us.
-
-  params = prepare.Params(
-    short_side=size,
-    jpeg_quality=jpeg_quality,
-    max_frames=num_frames,
-    min_frames=num_frames,
-  )
-  counts = {}
-  for split, n in (("train", num_train), ("val", num_val)):
-    s = prepare.prepare_split(
-      "synthetic",
-      DEFAULT_VARIANT,
-      split,
-      videos=None,
-      annotations=None,
-      out=out_dir,
-      params=params,
-      clips_per_shard=clips_per_shard,
-      workers=workers,
-      read_options={
-        "num_clips": {"train": num_train, "val": num_val},
-        "seed": seed,
-        "difficulty": difficulty,
-      },
-    )
-    if s.num_clips != n:
-      raise RuntimeError(f"{out_dir}/{split}: {s.num_clips} of {n} clips")
-    counts[split] = s.num_clips
-  return counts
-
-
-# --- Baselines without temporal order --------------------------------------
-
-
-def _box_blur(x: np.ndarray, k: int) -> np.ndarray:
-  """k x k mean filter (edge padded) over the last two axes of (..., H, W)."""
-  p = k // 2
-  pad = [(0, 0)] * (x.ndim - 2) + [(p + 1, p), (p + 1, p)]
-  c = np.pad(x, pad, mode="edge").cumsum(-2).cumsum(-1)
-  return (
-    c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
-  ) / (k * k)
-
-
-def clip_features(
-  frames: np.ndarray, num_frames: int = 8, cells: int = 12
-) -> dict[str, np.ndarray]:
-  """Order-blind and order-aware features of one clip.
-
-  `pixels_frame_average`: RGB averaged over all frames, 2 x 2 pooled.
-  The others use figure-centred stroke maps, invariant to colours and
-  position: |grey - its 11 x 11 blur| of `num_frames` evenly spaced
-  frames, cropped (3/4 of the side) around the clip's stroke centroid and
-  pooled to cells x cells: `frame_average` averages them over time,
-  `single_frame` is the middle one, `stacked_frames` keeps all in order
-  (a linear model that can see order, for reference).
-
-  Args:
-    frames: uint8 (T, H, W, 3).
-
-  Returns:
-    {name: float32 (D,)}.
-  """
-  x = frames.astype(np.float32) / 255
-  t, h, w, _ = x.shape
-  avg = x[:, : h // 2 * 2, : w // 2 * 2].mean(0)
-  avg = avg.reshape(h // 2, 2, w // 2, 2, 3).mean((1, 3))
-  idx = ((np.arange(num_frames) + 0.5) * t / num_frames).astype(int)
-  g = x[idx].mean(-1)  # (T', H, W)
-  strokes = np.abs(g - _box_blur(g, 11))
-  weight = strokes.mean(0) ** 2
-  total = weight.sum() + 1e-6
-  cy = int((weight.sum(1) @ np.arange(h)) / total)
-  cx = int((weight.sum(0) @ np.arange(w)) / total)
-  pool = max(1, min(h, w) * 3 // 4 // cells)
-  crop = pool * cells
-  padded = np.pad(strokes, ((0, 0), (crop, crop), (crop, crop)))
-  y0, x0 = cy + crop - crop // 2, cx + crop - crop // 2
-  c = padded[:, y0 : y0 + crop, x0 : x0 + crop]
-  c = c.reshape(num_frames, cells, pool, cells, pool).mean((2, 4))
-  return {
-    "pixels_frame_average": avg.ravel(),
-    "frame_average": c.mean(0).ravel(),
-    "single_frame": c[num_frames // 2].ravel(),
-    "stacked_frames": c.ravel(),
-  }
-
-
-def load_features(
-  data_dir: str, split: str
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """`clip_features` of a prepared split: ({name: (N, D)}, labels (N,))."""
-  meta = record.read_metadata(data_dir, split)
-  feats, labels = {}, []
-  for path in meta["shard_paths"]:
-    reader = array_record_module.ArrayRecordReader(path)
-    for data in reader.read_all():
-      clip = record.decode(data)
-      frames = np.stack([video.decode_jpeg(f) for f in clip.frames])
-      for k, v in clip_features(frames).items():
-        feats.setdefault(k, []).append(v)
-      labels.append(clip.label)
-    reader.close()
-  return {k: np.stack(v) for k, v in feats.items()}, np.array(labels)
-
-
-def _softmax_regression(
-  x: np.ndarray, y: np.ndarray, k: int, l2: float, steps: int = 300
-) -> np.ndarray:
-  """Multinomial logistic regression, full batch Adam: weights (D + 1, K)."""
-  x = np.concatenate([x, np.ones((len(x), 1), x.dtype)], 1)
-  w = np.zeros((x.shape[1], k), np.float32)
-  m, v = np.zeros_like(w), np.zeros_like(w)
-  onehot = np.eye(k, dtype=np.float32)[y]
-  for i in range(1, steps + 1):
-    z = x @ w
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    g = x.T @ (p - onehot) / len(x) + l2 * w
-    m = 0.9 * m + 0.1 * g
-    v = 0.999 * v + 0.001 * g * g
-    w -= 0.01 * (m / (1 - 0.9**i)) / (np.sqrt(v / (1 - 0.999**i)) + 1e-8)
-  return w
-
-
-def _predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-  return (x @ w[:-1] + w[-1]).argmax(1)
-
-
-def fit_and_score(
-  xtr: np.ndarray,
-  ytr: np.ndarray,
-  xva: np.ndarray,
-  yva: np.ndarray,
-  num_classes: int,
-  l2s: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
-) -> dict[str, float]:
-  """Val accuracy of logistic regression and nearest centroid.
-
-  Features are standardised with train statistics; the L2 weight is the
-  best on a fifth of the train split held out, then refit on all of it.
-  """
-  mu, sd = xtr.mean(0), xtr.std(0) + 1e-3
-  xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
-  cut = len(xtr) * 4 // 5
-  best = max(
-    l2s,
-    key=lambda l2: np.mean(
-      _predict(
-        _softmax_regression(xtr[:cut], ytr[:cut], num_classes, l2),
-        xtr[cut:],
-      )
-      == ytr[cut:]
-    ),
-  )
-  w = _softmax_regression(xtr, ytr, num_classes, best)
-  centroids = np.stack([xtr[ytr == c].mean(0) for c in range(num_classes)])
-  d = ((xva[:, None] - centroids[None]) ** 2).sum(-1)
-  return {
-    "logreg": float(np.mean(_predict(w, xva) == yva)),
-    "logreg_l2": best,
-    "centroid": float(np.mean(d.argmin(1) == yva)),
-  }
-
-
-def frame_average_baseline(
-  data_dir: str, train: str = "train", val: str = "val"
-) -> dict[str, Any]:
-  """Frame-average and single-frame baselines: val accuracy vs chance.
-
-  Softmax regression and nearest centroid on each `clip_features` set.
-  Reversed "A then B" pairs have the same frame-average distribution, so
-  no frame-average classifier can exceed (8 + 4 / 2) / 12 = 83.3%.
-
-  Returns:
-    {"num_train", "num_val", "chance", "seconds", and per feature set
-    {"logreg", "logreg_l2", "centroid"}}.
-  """
-  t0 = time.time()
-  ftr, ytr = load_features(data_dir, train)
-  fva, yva = load_features(data_dir, val)
-  k = len(record.read_metadata(data_dir, train)["class_names"])
-  out = {"num_train": len(ytr), "num_val": len(yva), "chance": 1 / k}
-  for name in ftr:
-    out[name] = fit_and_score(ftr[name], ytr, fva[name], yva, k)
-  out["seconds"] = time.time() - t0
-  return out
-
-
 def montage(
   path: str,
   seed: int = 0,
@@ -761,7 +476,7 @@ def montage(
   size: int = 64,
   columns: int = 8,
   zoom: int = 2,
-):
+) -> None:
   """Writes a PNG grid: one row per class (same seed), `columns` frames."""
   from PIL import Image, ImageDraw  # noqa: PLC0415
 
@@ -786,36 +501,18 @@ def montage(
   img.save(path)
 
 
-def define_flags():
-  flags.DEFINE_string("data", None, "prepared synthetic dataset: baselines")
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
   flags.DEFINE_string("montage", None, "write a PNG of every class here")
   flags.DEFINE_integer("seed", 0, "montage seed")
+  flags.mark_flags_as_required(["montage"])
 
 
-def main(argv: Sequence[str]):
+def main(argv: Sequence[str]) -> None:
   del argv
   f = flags.FLAGS
-  if f.montage:
-    montage(f.montage, f.seed)
-    print(f"wrote {f.montage}")
-  if f.data:
-    res = frame_average_baseline(f.data)
-    print(
-      f"{res['num_train']} train / {res['num_val']} val clips, "
-      f"chance {100 * res['chance']:.1f}% ({res['seconds']:.0f}s)"
-    )
-    for name in (
-      "pixels_frame_average",
-      "frame_average",
-      "single_frame",
-      "stacked_frames",
-    ):
-      r = res[name]
-      print(
-        f"{name}: logistic regression {100 * r['logreg']:.1f}% "
-        f"(l2={r['logreg_l2']:g}), nearest centroid "
-        f"{100 * r['centroid']:.1f}%"
-      )
+  montage(f.montage, f.seed)
+  print(f"wrote {f.montage}")
 
 
 if __name__ == "__main__":

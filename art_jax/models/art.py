@@ -141,24 +141,13 @@ class Stack(nn.Module):
   def __call__(
     self, x: jax.Array, broadcast: jax.Array | None = None
   ) -> tuple[jax.Array, Any]:
-    layer = self.layer_cls
-    if self.remat_policy != "none":
-      layer = nn.remat(
-        layer,
-        policy=uniformerv2.REMAT_POLICIES[self.remat_policy],
-        prevent_cse=not self.scan,
-      )
     if self.scan:
-      stack = nn.scan(
-        layer,
-        variable_axes={"params": 0},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=nn.broadcast,
-        length=self.num_layers,
-        metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+      stack = layers.remat_scan(
+        self.layer_cls, self.remat_policy, self.num_layers
       )(**self.layer_kwargs, name="layers")
       x, ys = stack(x, broadcast)
       return x, jax.tree.map(lambda y: y[-1], ys)
+    layer = layers.remat_scan(self.layer_cls, self.remat_policy)
     y = None
     for i in range(self.num_layers):
       x, y = layer(**self.layer_kwargs, name=f"layers_{i}")(x, broadcast)
@@ -190,7 +179,7 @@ class ARTHeads(nn.Module):
     dropout_rate: before the final linear classifier.
     layer_dropout_rate: on the residual branches of SE / decoder layers.
     scan / remat_policy: nn.scan over the identical layers of each stack;
-      remat_policy is 'none' or a key of `uniformerv2.REMAT_POLICIES`
+      remat_policy is 'none' or a key of `layers.REMAT_POLICIES`
       (layers tag their residual branches 'attn_out' / 'mlp_out').
     attention_impl: "xla" or "cudnn" for the SE and decoder self-attention
       (the decoder's cross-attention returns its maps, so it stays "xla").
@@ -301,7 +290,7 @@ class ARTHeads(nn.Module):
       raise ValueError(
         f"text_selection={self.text_selection!r} not in {TEXT_SELECTIONS}"
       )
-    policies = ("none", *uniformerv2.REMAT_POLICIES)
+    policies = ("none", *layers.REMAT_POLICIES)
     if self.remat_policy not in policies:
       raise ValueError(f"remat_policy={self.remat_policy!r} not in {policies}")
     d = self.latent_dim
@@ -484,3 +473,9 @@ class ART(nn.Module):
     if "logits" not in out:
       out["logits"] = out["logits_global"]
     return out
+
+
+def class_weights(params: Mapping[str, Any]) -> jax.Array:
+  """The backbone classifier's kernel (C, K) in ART's params: the
+  class-activation map projects patch tokens on its column k."""
+  return params["backbone"][uniformerv2.CLASSIFIER]["kernel"]

@@ -60,16 +60,6 @@ _OTHER_TOWER_PREFIXES = ("vision_model.", "visual_projection.", "logit_scale")
 _IGNORED_KEYS = ("text_model.embeddings.position_ids",)
 
 
-def remat_policy_fn(name: str) -> Callable[..., Any] | None:
-  """Maps a policy name to `jax.checkpoint_policies.<name>`; 'none' -> None."""
-  if name == "none":
-    return None
-  policy = getattr(jax.checkpoint_policies, name, None)
-  if policy is None:
-    raise ValueError(f"unknown remat policy {name!r}")
-  return policy
-
-
 class CLIPTextBlock(nn.Module):
   """One pre-LN block: x + attn(ln1(x)); x + mlp(ln2(x)). (B, L, C) -> same.
 
@@ -193,21 +183,16 @@ class CLIPTextTransformer(nn.Module):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
     )
-    block = CLIPTextBlock
-    policy = remat_policy_fn(self.remat_policy)
-    if policy is not None:
-      block = nn.remat(block, policy=policy, prevent_cse=not self.scan)
     if self.scan:
-      stack = nn.scan(
-        block,
-        variable_axes={"params": 0},
-        split_rngs={"params": True},
-        in_axes=nn.broadcast,
-        length=self.num_hidden_layers,
-        metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+      stack = layers.remat_scan(
+        CLIPTextBlock,
+        self.remat_policy,
+        self.num_hidden_layers,
+        split_rngs=("params",),
       )
       x, _ = stack(**block_kwargs, name="layers")(x, mask)
     else:
+      block = layers.remat_scan(CLIPTextBlock, self.remat_policy)
       for i in range(self.num_hidden_layers):
         x, _ = block(**block_kwargs, name=f"layers_{i}")(x, mask)
 

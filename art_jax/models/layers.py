@@ -23,6 +23,71 @@ zeros = nn.initializers.zeros
 ones = nn.initializers.ones
 
 
+# Remat policies by name (config `model.remat_policy`); any other name of
+# `jax.checkpoint_policies` is taken as is.
+REMAT_POLICIES = {
+  "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+  "everything_saveable": jax.checkpoint_policies.everything_saveable,
+  "dots_saveable": jax.checkpoint_policies.dots_saveable,
+  "dots_with_no_batch_dims_saveable": (
+    jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+  ),
+  # Keep only the residual branches tagged with checkpoint_name.
+  "save_branch_outputs": jax.checkpoint_policies.save_only_these_names(
+    "attn_out", "mlp_out"
+  ),
+}
+
+
+def remat_policy(name: str) -> Callable[..., Any] | None:
+  """A remat policy by name; 'none' -> None (no remat)."""
+  if name == "none":
+    return None
+  policy = REMAT_POLICIES.get(name) or getattr(
+    jax.checkpoint_policies, name, None
+  )
+  if policy is None:
+    raise ValueError(
+      f"unknown remat policy {name!r}; use 'none' or one of "
+      f"{sorted(REMAT_POLICIES)}"
+    )
+  return policy
+
+
+def remat_scan(
+  layer_cls: type[nn.Module],
+  remat: str = "none",
+  length: int | None = None,
+  *,
+  in_axes: Any = nn.broadcast,
+  variable_axes: Sequence[str] = ("params",),
+  split_rngs: Sequence[str] = ("params", "dropout"),
+) -> type[nn.Module]:
+  """`layer_cls` under nn.remat with the policy named `remat` ('none': as
+  is) and, given `length`, under nn.scan over that many identical layers.
+
+  The scanned layer's variables get a leading axis named `layers`
+  (`sh.LAYERS`); `in_axes` is how its second argument is fed (broadcast to
+  every layer, or 0: sliced per layer). A looped layer (no `length`) is
+  rematerialised with CSE prevention; inside nn.scan the scan already
+  stops CSE across iterations. The layer's `__call__(carry, x)` returns
+  `(carry, y)`.
+  """
+  policy = remat_policy(remat)
+  if policy is not None:
+    layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=length is None)
+  if length is None:
+    return layer_cls
+  return nn.scan(
+    layer_cls,
+    variable_axes={c: 0 for c in variable_axes},
+    split_rngs={r: True for r in split_rngs},
+    in_axes=in_axes,
+    length=length,
+    metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+  )
+
+
 def quick_gelu(x: jax.Array) -> jax.Array:
   """CLIP's activation: x * sigmoid(1.702 x)."""
   return x * jax.nn.sigmoid(1.702 * x)

@@ -53,7 +53,6 @@ import numpy as np
 from art_jax import sharding as sh
 from art_jax import weights
 from art_jax.models import layers
-from art_jax.models import uniformerv2 as uv2
 
 Dtype = Any
 
@@ -302,7 +301,7 @@ class TEA(nn.Module):
       official something-something recipes).
     me_reduction: ME's channel reduction (16).
     dtype / param_dtype: compute and parameter dtypes.
-    remat_policy: 'none' or a key of uniformerv2.REMAT_POLICIES (per block).
+    remat_policy: 'none' or a key of layers.REMAT_POLICIES (per block).
   """
 
   layers: Sequence[int] = (3, 4, 6, 3)
@@ -335,7 +334,7 @@ class TEA(nn.Module):
       if w < 1 or (w * self.scale) // self.me_reduction < 1:
         errors.append(f"planes={p}: split width {w} too small for ME")
     if self.remat_policy != "none" and self.remat_policy not in (
-      uv2.REMAT_POLICIES
+      layers.REMAT_POLICIES
     ):
       errors.append(f"remat_policy={self.remat_policy!r} unknown")
     if errors:
@@ -360,11 +359,7 @@ class TEA(nn.Module):
     x = nn.relu(batch_norm(train, **kw, name="bn1")(x))
     x = pool2d(nn.max_pool, x, 2)
 
-    block_cls = Bottle2neckShift
-    if self.remat_policy != "none":
-      block_cls = nn.remat(
-        Bottle2neckShift, policy=uv2.REMAT_POLICIES[self.remat_policy]
-      )
+    block_cls = layers.remat_scan(Bottle2neckShift, self.remat_policy)
     inplanes = self.stem_width
     for s, (n, planes) in enumerate(zip(self.layers, self.planes)):
       stride = 1 if s == 0 else 2

@@ -75,20 +75,12 @@ def torch_bias_init(fan_in: int) -> layers.Initializer:
   return init
 
 
-REMAT_POLICIES = {
-  "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
-  "everything_saveable": jax.checkpoint_policies.everything_saveable,
-  "dots_saveable": jax.checkpoint_policies.dots_saveable,
-  "dots_with_no_batch_dims_saveable": (
-    jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-  ),
-  # Keep only the residual branches tagged below with checkpoint_name.
-  "save_branch_outputs": jax.checkpoint_policies.save_only_these_names(
-    "attn_out", "mlp_out"
-  ),
-}
-
 TOKEN_AXES = (sh.BATCH, sh.TIME, sh.LENGTH, sh.EMBED)
+
+# The classifier Dense (official `transformer.proj.2`): its kernel (C, K)
+# also weighs the class-activation maps, and a pretrained file's classifier
+# may have another class count.
+CLASSIFIER = "proj_2"
 
 # Official presets (uniformerv2_b16 / _l14 / _l14_336 in
 # slowfast/models/uniformerv2_model.py).
@@ -562,7 +554,7 @@ class UniFormerV2(nn.Module):
       increasing over the Extractors / backbone blocks.
     mlp_dropout: per-Extractor MLP dropout; cls_dropout: before the head.
     dtype / param_dtype: compute and parameter dtypes.
-    remat_policy: 'none' or a key of REMAT_POLICIES.
+    remat_policy: 'none' or a key of `layers.REMAT_POLICIES`.
     scan: nn.scan over runs of identical layers (see module docstring).
   """
 
@@ -618,10 +610,9 @@ class UniFormerV2(nn.Module):
       errors.append(f"heads={self.heads}, n_head={self.n_head} must be > 0")
     elif self.width % self.heads or self.n_dim % self.n_head:
       errors.append("width/n_dim must be divisible by heads/n_head")
-    if self.remat_policy != "none" and self.remat_policy not in REMAT_POLICIES:
-      errors.append(
-        f"remat_policy={self.remat_policy!r} not in {['none', *REMAT_POLICIES]}"
-      )
+    policies = ["none", *layers.REMAT_POLICIES]
+    if self.remat_policy not in policies:
+      errors.append(f"remat_policy={self.remat_policy!r} not in {policies}")
     if errors:
       raise ValueError("UniFormerV2: " + "; ".join(errors))
 
@@ -652,16 +643,6 @@ class UniFormerV2(nn.Module):
       b_dpr.astype(np.float32),
       dpr.astype(np.float32),
       np.asarray(self.mlp_dropout, np.float32),
-    )
-
-  def _wrap(self, module_cls, scanned: bool):
-    if self.remat_policy == "none":
-      return module_cls
-    # Inside nn.scan, scan already stops CSE across iterations.
-    return nn.remat(
-      module_cls,
-      policy=REMAT_POLICIES[self.remat_policy],
-      prevent_cse=not scanned,
     )
 
   @nn.compact
@@ -736,7 +717,7 @@ class UniFormerV2(nn.Module):
       param_dtype=self.param_dtype,
       kernel_init=torch_kernel_init,
       bias_init=torch_bias_init(self.n_dim),
-      name="proj_2",
+      name=CLASSIFIER,
     )(h)
     return {"tokens": x[:, :, 1:], "global": fused, "logits": logits}
 
@@ -769,13 +750,12 @@ class UniFormerV2(nn.Module):
       js = slice(j_of[start], j_of[start] + stop - start) if is_global else None
       if self.scan:
         body = UniBlock if is_global else ResidualAttentionBlock
-        stack = nn.scan(
-          self._wrap(body, scanned=True),
-          variable_axes={"params": 0, "batch_stats": 0},
-          split_rngs={"params": True, "dropout": True},
+        stack = layers.remat_scan(
+          body,
+          self.remat_policy,
+          stop - start,
           in_axes=0,
-          length=stop - start,
-          metadata_params={nn.PARTITION_NAME: sh.LAYERS},
+          variable_axes=("params", "batch_stats"),
         )
         if is_global:
           (x, cls_token), _ = stack(
@@ -792,7 +772,7 @@ class UniFormerV2(nn.Module):
             x, b_dpr[start:stop]
           )
         continue
-      block_cls = self._wrap(ResidualAttentionBlock, scanned=False)
+      block_cls = layers.remat_scan(ResidualAttentionBlock, self.remat_policy)
       for i in range(start, stop):
         x, _ = block_cls(**block_kw, name=f"resblocks_{i}")(x, b_dpr[i])
         if is_global:

@@ -26,6 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from art_jax import ablations, train
+from art_jax.demo import inputs
 
 RESULT_KEYS = ("top1", "top5", "mean_class_accuracy", "steps")
 
@@ -65,7 +66,8 @@ def run_dir(workdir: str, setting: str, seed: int) -> str:
 def run_setting(
   base: ml_collections.ConfigDict, workdir: str, setting: str, seed: int
 ) -> dict:
-  """Trains and evaluates one (setting, seed), or reads its result.json."""
+  """Trains and evaluates one (setting, seed), or reads its result.json;
+  its inputs exist (`main` builds them)."""
   out = run_dir(workdir, setting, seed)
   done = os.path.join(out, "result.json")
   if os.path.exists(done):
@@ -126,6 +128,8 @@ def main(argv):
     (seed, s) for seed in seeds for s, _ in rows
   ):
     logging.info("ablation run %d/%d: %s seed %d", i + 1, total, setting, seed)
+    # The demo's data, bank and backbone, built on first use (as main does).
+    inputs.ensure_inputs(ablations.apply(f.config, setting, seed))
     result = {**run_setting(f.config, f.workdir, setting, seed), "seed": seed}
     print(f"{setting} seed {seed}: {json.dumps(result)}", flush=True)
     results.setdefault(setting, []).append(result)

@@ -7,7 +7,7 @@ r"""Compile the real train step for a named TPU slice on a CPU host (AOT).
 
 Needs libtpu (`pip install -e '.[tpu]'`), not a TPU: libtpu describes the
 slice (`jax.experimental.topologies`) and XLA:TPU compiles for it here. The
-step is the trainer's own (`train.setup_state`, `train.make_train_step`,
+step is the trainer's own (`state.setup_state`, `train.make_train_step`,
 `train.compile_train_step`: the state donated, every sharding from the
 logical axis names) on a (data, fsdp, tensor) mesh of the slice's devices,
 laid out as `sharding.make_mesh` lays out a real slice's devices
@@ -52,7 +52,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from art_jax import config_lib, train
+from art_jax import config_lib, reporting, train
 from art_jax import sharding as sh
 from art_jax.tools import bench_lib
 
@@ -414,7 +414,7 @@ def compile_row(
   g = tpu.generation
   hbm = g.hbm_gib * 2**30
   chips = len(devices)
-  model_flops = bench_lib.model_train_flops(config, batch) / chips
+  model_flops = reporting.model_train_flops(config, batch) / chips
   xla = _cost(compiled)
   est_s, source = step_seconds(xla, g)
   counts = {k: float(xla.get(k, 0.0)) for k in ("flops", "bytes accessed")}

@@ -16,47 +16,49 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 
-from art_jax import config_lib, optim, train
+from art_jax import config_lib, evaluate, optim
 from art_jax import sharding as sh
+from art_jax import state as state_lib
+from art_jax.models import build
 from art_jax.tools import bench_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Config file.", lock_config=False
-)
-_BATCH_SIZES = flags.DEFINE_list(
-  "batch_sizes", ["1", "32"], "Batch sizes to time."
-)
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed calls per batch size.")
-_JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file.", lock_config=False
+  )
+  flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
+  flags.DEFINE_integer("steps", 20, "Timed calls per batch size.")
+  flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
+  flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  f = flags.FLAGS
+  config = f.config
   rules = sh.LOGICAL_RULES
   # Inference on one device: batch 1 cannot be split.
   mesh = sh.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
-  model = train.build_model(config)
+  model = build.build_model(config)
   tx = optim.make_optimizer(config.optim, optax.constant_schedule(0.0))
   bank = bench_lib.random_bank(config)
   crop, frames = config.data.crop_size, config.data.num_frames
-  setup = train.setup_state(
+  setup = state_lib.setup_state(
     model, tx, mesh, rules, (1, frames, crop, crop, 3), bank.shape
   )
-  state = train.create_state(setup, mesh, rules, 0, bank)
-  dtype = train.DTYPES[config.model.dtype]
+  state = state_lib.create_state(setup, mesh, rules, 0, bank)
+  dtype = build.DTYPES[config.model.dtype]
   predict = jax.jit(
-    train.make_predict_fn(model, dtype, config_lib.pixel_stats(config))
+    evaluate.make_predict_fn(model, dtype, config_lib.pixel_stats(config))
   )
   replicated = NamedSharding(mesh, P())
   rows = []
-  for bs in (int(b) for b in _BATCH_SIZES.value):
+  for bs in (int(b) for b in f.batch_sizes):
     video = bench_lib.random_video((bs, frames, crop, crop, 3), replicated)
     with jax.set_mesh(mesh):
-      times = bench_lib.time_calls(
-        lambda v=video: predict(state, v), _STEPS.value
-      )
+      times = bench_lib.time_calls(lambda v=video: predict(state, v), f.steps)
     t = float(np.median(times))
     rows.append(
       {
@@ -72,10 +74,11 @@ def main(argv):
     )
     print(json.dumps(rows[-1]), flush=True)
   print(bench_lib.markdown_table(rows))
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump(rows, f, indent=1)
+  if f.json_out:
+    with open(f.json_out, "w") as out:
+      json.dump(rows, out, indent=1)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -31,19 +31,20 @@ from PIL import Image
 from art_jax.data import pipeline, prepare, record, video
 from art_jax.data.datasets import common
 
-_DATA = flags.DEFINE_string("data", None, "prepared dataset folder")
-_SPLIT = flags.DEFINE_string("split", "train", "split")
-_VIDEOS = flags.DEFINE_string("videos", None, "raw videos (PyAV baseline)")
-_SYNTHETIC = flags.DEFINE_integer(
-  "synthetic", 0, "generate this many clips instead of --data"
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "for --synthetic")
-_CLIPS = flags.DEFINE_integer("clips", 48, "clips to time per measurement")
-_FRAMES = flags.DEFINE_integer("num_frames", 16, "T")
-_CROP = flags.DEFINE_integer("crop_size", 224, "crop side")
-_WORKERS = flags.DEFINE_integer(
-  "workers", os.cpu_count() or 1, "grain worker processes"
-)
+
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string("data", None, "prepared dataset folder")
+  flags.DEFINE_string("split", "train", "split")
+  flags.DEFINE_string("videos", None, "raw videos (PyAV baseline)")
+  flags.DEFINE_integer(
+    "synthetic", 0, "generate this many clips instead of --data"
+  )
+  flags.DEFINE_string("workdir", None, "for --synthetic")
+  flags.DEFINE_integer("clips", 48, "clips to time per measurement")
+  flags.DEFINE_integer("num_frames", 16, "T")
+  flags.DEFINE_integer("crop_size", 224, "crop side")
+  flags.DEFINE_integer("workers", os.cpu_count() or 1, "grain worker processes")
 
 
 def make_synthetic(
@@ -165,15 +166,16 @@ def _codec_table(jpeg: bytes, reps: int = 200) -> list[tuple[str, float]]:
 
 def main(argv):
   del argv
-  if _SYNTHETIC.value:
-    workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="bench_input_")
-    data, vids = make_synthetic(workdir, _SYNTHETIC.value)
+  f = flags.FLAGS
+  if f.synthetic:
+    workdir = f.workdir or tempfile.mkdtemp(prefix="bench_input_")
+    data, vids = make_synthetic(workdir, f.synthetic)
   else:
-    data, vids = _DATA.value, _VIDEOS.value
+    data, vids = f.data, f.videos
   if not data:
     raise app.UsageError("give --data (and --videos) or --synthetic=N")
-  meta = record.read_metadata(data, _SPLIT.value)
-  t, crop = _FRAMES.value, _CROP.value
+  meta = record.read_metadata(data, f.split)
+  t, crop = f.num_frames, f.crop_size
   print(
     f"{meta['num_clips']} clips in {data}; T={t}, crop {crop}, "
     f"jpeg codec: {'simplejpeg' if video.simplejpeg else 'pillow'}; "
@@ -184,7 +186,7 @@ def main(argv):
   import grain  # noqa: PLC0415
 
   source = grain.sources.ArrayRecordDataSource(meta["shard_paths"])
-  n = min(len(source), _CLIPS.value)
+  n = min(len(source), f.clips)
   fn = pipeline._TrainExample(  # noqa: SLF001 - the exact training map.
     source,
     len(source),
@@ -206,11 +208,11 @@ def main(argv):
   bs = 8
   it = pipeline.make_train_iterator(
     data,
-    _SPLIT.value,
+    f.split,
     batch_size=bs,
     num_frames=t,
     crop_size=crop,
-    num_workers=_WORKERS.value,
+    num_workers=f.workers,
     read_threads=1,
   )
   try:
@@ -222,12 +224,9 @@ def main(argv):
     rate = steps * bs / (time.perf_counter() - t0)
   finally:
     it.close()
-  per_worker = (
-    f" ({rate / _WORKERS.value:.1f} per worker)" if _WORKERS.value else ""
-  )
+  per_worker = f" ({rate / f.workers:.1f} per worker)" if f.workers else ""
   print(
-    f"grain pipeline, {_WORKERS.value} workers: {rate:7.1f} clips/s"
-    + per_worker
+    f"grain pipeline, {f.workers} workers: {rate:7.1f} clips/s" + per_worker
   )
 
   # 3. PyAV straight from the videos, same clips.
@@ -254,4 +253,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,6 +1,7 @@
 """Shared pieces of the train and inference benchmarks.
 
-Benchmarks build the real model, state and step of a config (train.py) on
+Benchmarks build the real model, state and step of a config (the trainer's
+own `models.build`, `state` and `train` pieces) on
 whatever devices exist, feed random uint8 clips already on the device (so
 they measure the accelerator, not the input pipeline) and print a table.
 """
@@ -15,69 +16,19 @@ import ml_collections
 import numpy as np
 import optax
 
-from art_jax import config_lib, optim, train
+from art_jax import config_lib, optim, reporting, train
 from art_jax import sharding as sh
-
-# Text width D of the CLIP that matches each backbone preset.
-TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
-NUM_TEMPLATES = 8
+from art_jax import state as state_lib
+from art_jax.models import build
 
 
 def random_bank(config: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
-  """A unit-norm (K, M, D) bank shaped like the real one."""
-  k = config.data.num_classes
-  d = TEXT_DIM[config.model.preset]
-  bank = np.random.default_rng(seed).normal(size=(k, NUM_TEMPLATES, d))
+  """A unit-norm (K, M, D) bank shaped like the real one
+  (`reporting.bank_shape`)."""
+  bank = np.random.default_rng(seed).normal(size=reporting.bank_shape(config))
   return (bank / np.linalg.norm(bank, axis=-1, keepdims=True)).astype(
     np.float32
   )
-
-
-def model_train_flops(
-  config: ml_collections.ConfigDict, batch_size: int
-) -> float:
-  """Model FLOPs of one train step: 3 x the unrolled forward pass.
-
-  XLA's cost analysis counts a scanned layer body once, so the scanned
-  train step under-reports; MFU uses the unrolled forward (lowered, never
-  compiled) times 3 (forward + backward), without remat recomputation, as
-  MFU is usually defined. A multiply-add counts as 2 FLOPs here.
-  """
-  from art_jax import train  # noqa: PLC0415 - avoid an import cycle
-
-  unrolled = ml_collections.ConfigDict(config.to_dict())
-  unrolled.model.scan = False
-  # Same FLOPs either way; the XLA path also lowers for the CPU (below).
-  unrolled.model.attention_impl = "xla"
-  model = train.build_model(unrolled)
-  crop = config.data.crop_size
-  video = jax.ShapeDtypeStruct(
-    (batch_size, config.data.num_frames, crop, crop, 3),
-    train.DTYPES[config.model.dtype],
-  )
-  bank = jax.ShapeDtypeStruct(random_bank(config).shape, jnp.float32)
-  variables = jax.eval_shape(
-    lambda v, b: model.init(jax.random.key(0), v, b, train=False), video, bank
-  )
-  return 3.0 * forward_flops(
-    lambda var, v, b: model.apply(var, v, b, train=False),
-    variables,
-    video,
-    bank,
-  )
-
-
-def forward_flops(fn: Callable[..., Any], *args: Any) -> float:
-  """XLA's FLOP count of jit(fn) at `args` (arrays or shape structs), from
-  the lowered HLO, never compiled. Some backends (GPU) give no cost analysis
-  of lowered HLO; then it is lowered for the host CPU, same program."""
-  cost = jax.jit(fn).lower(*args).cost_analysis()
-  if not cost or "flops" not in cost:
-    with jax.default_device(jax.devices("cpu")[0]):
-      cost = jax.jit(fn).lower(*args).cost_analysis()
-  if not cost or "flops" not in cost:
-    raise RuntimeError("XLA gives no cost analysis on this platform")
-  return float(cost["flops"])
 
 
 def random_video(shape: Sequence[int], sharding, seed: int = 0) -> jax.Array:
@@ -133,13 +84,13 @@ def build_train_step(
   """The trainer's own pieces for `config` at global `batch` on `mesh`:
   (train_step, StateSetup, video shape (B, T, H, W, 3), random bank). The
   schedule is constant at optim.lr: its shape changes no buffer or op."""
-  model = train.build_model(config)
+  model = build.build_model(config)
   schedule = optax.constant_schedule(config.optim.lr)
   tx = optim.make_optimizer(config.optim, schedule)
   bank = random_bank(config)
   crop = config.data.crop_size
   video_shape = (batch, config.data.num_frames, crop, crop, 3)
-  setup = train.setup_state(
+  setup = state_lib.setup_state(
     model, tx, mesh, sh.LOGICAL_RULES, video_shape, bank.shape
   )
   step = train.make_train_step(
@@ -149,7 +100,7 @@ def build_train_step(
     schedule,
     ema_momentum=config.text_bank.momentum,
     accum_steps=config.optim.accum_steps,
-    dtype=train.DTYPES[config.model.dtype],
+    dtype=build.DTYPES[config.model.dtype],
     pixel_stats=config_lib.pixel_stats(config),
   )
   return step, setup, video_shape, bank

@@ -21,33 +21,37 @@ from ml_collections import config_flags
 
 from art_jax import reporting, train
 from art_jax import sharding as sh
+from art_jax import state as state_lib
 from art_jax.tools import bench_lib, step_profile
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Config file.", lock_config=False
-)
-_BATCH_SIZES = flags.DEFINE_list(
-  "batch_sizes", None, "Global batch sizes (default: config's)."
-)
-_STEPS = flags.DEFINE_integer(
-  "steps",
-  10,
-  "Timed steps per batch size; 0: compile only (compile time and XLA's "
-  "temp memory, no state is created and nothing runs).",
-)
-_JSON = flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
-_PROFILE_STEPS = flags.DEFINE_integer(
-  "profile_steps",
-  0,
-  "After timing, trace this many more steps of each batch size and print "
-  "where the device time goes (art_jax.tools.step_profile).",
-)
-_PROFILE_DIR = flags.DEFINE_string(
-  "profile_dir",
-  "runs/profile",
-  "Traces and b<batch>.{json,md} summaries of --profile_steps.",
-)
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file.", lock_config=False
+  )
+  flags.DEFINE_list(
+    "batch_sizes", None, "Global batch sizes (default: config's)."
+  )
+  flags.DEFINE_integer(
+    "steps",
+    10,
+    "Timed steps per batch size; 0: compile only (compile time and XLA's "
+    "temp memory, no state is created and nothing runs).",
+  )
+  flags.DEFINE_string("json_out", None, "Also write rows as JSON.")
+  flags.DEFINE_integer(
+    "profile_steps",
+    0,
+    "After timing, trace this many more steps of each batch size and print "
+    "where the device time goes (art_jax.tools.step_profile).",
+  )
+  flags.DEFINE_string(
+    "profile_dir",
+    "runs/profile",
+    "Traces and b<batch>.{json,md} summaries of --profile_steps.",
+  )
+  flags.mark_flags_as_required(["config"])
 
 
 def bench_one(
@@ -74,7 +78,7 @@ def bench_one(
   )
   # Per device: the compiled (scanned) step's XLA count under-reports the
   # layers; MFU uses the model FLOPs of the unrolled forward x 3.
-  flops = bench_lib.model_train_flops(config, batch_size) / jax.device_count()
+  flops = reporting.model_train_flops(config, batch_size) / jax.device_count()
   mem = compiled.memory_analysis()
   row = {
     "device": jax.devices()[0].device_kind,
@@ -93,8 +97,8 @@ def bench_one(
   }
   if steps == 0:
     return row
-  state = train.create_state(setup, mesh, rules, 0, bank)
-  shardings = train.batch_shardings(mesh, rules)
+  state = state_lib.create_state(setup, mesh, rules, 0, bank)
+  shardings = state_lib.batch_shardings(mesh, rules)
   batch = {
     "video": bench_lib.random_video(video_shape, shardings["video"]),
     "label": jax.device_put(
@@ -151,15 +155,14 @@ def _profile(step, hlo_text: str, steps: int, profile_dir: str, row: dict):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  sizes = [int(b) for b in (_BATCH_SIZES.value or [config.batch_size])]
+  f = flags.FLAGS
+  config = f.config
+  sizes = [int(b) for b in (f.batch_sizes or [config.batch_size])]
   rows = []
   for bs in sizes:
     try:
       rows.append(
-        bench_one(
-          config, bs, _STEPS.value, _PROFILE_STEPS.value, _PROFILE_DIR.value
-        )
+        bench_one(config, bs, f.steps, f.profile_steps, f.profile_dir)
       )
     except Exception as e:  # noqa: BLE001 - OOM ends the search, not the run
       if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
@@ -170,10 +173,11 @@ def main(argv):
       break
     print(json.dumps(rows[-1]), flush=True)
   print(bench_lib.markdown_table(rows))
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump(rows, f, indent=1)
+  if f.json_out:
+    with open(f.json_out, "w") as out:
+      json.dump(rows, out, indent=1)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,6 +1,6 @@
 r"""What the demo's tiny CLIP learned: zero-shot Top-1 and the bank's shape.
 
-* Zero-shot Top-1 of the tiny CLIP (`art_jax.clip_pretrain`) on the demo's
+* Zero-shot Top-1 of the tiny CLIP (`art_jax.demo.clip_pretrain`) on the demo's
   validation clips (the split and frames the demo evaluates on): each
   clip's video-tower embedding against the class embeddings, the mean over
   templates of the text bank (built from the class-name prompts), as CLIP
@@ -30,8 +30,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from art_jax import clip_pretrain, text_bank, tiny_clip
-from art_jax.data import motion_captions, pipeline, synthetic
+from art_jax import text_bank
+from art_jax.data import pipeline, synthetic
+from art_jax.demo import clip_pretrain, inputs, motion_captions, tiny_clip
 
 
 def class_embeddings(bank: np.ndarray) -> np.ndarray:
@@ -161,8 +162,6 @@ def random_bank(
 
 def probe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Builds what is missing (data, tiny CLIP, bank), then measures."""
-  from art_jax import inputs  # noqa: PLC0415 - inputs imports train's deps
-
   inputs.ensure_synthetic_data(config)
   inputs.ensure_text_bank(config)
   bank, meta = text_bank.load_text_bank(config.text_bank.dir)

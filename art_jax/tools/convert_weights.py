@@ -39,22 +39,26 @@ from absl import app, flags
 from art_jax import weights
 from art_jax.models import uniformerv2 as uv2
 
-_SRC = flags.DEFINE_string("src", None, "checkpoint file or HF directory")
-_DST = flags.DEFINE_string("dst", None, "output params file (.msgpack)")
-_PRESET = flags.DEFINE_enum(
-  "preset", None, sorted(uv2.PRESETS), "architecture; inferred if unset"
-)
-_NUM_CLASSES = flags.DEFINE_integer(
-  "num_classes", None, "head classes (default: preset's / checkpoint's)"
-)
-_SCAN = flags.DEFINE_bool("scan", True, "write the nn.scan layout")
-_SET = flags.DEFINE_multi_string(
-  "set", [], "model field override NAME=JSON_VALUE, e.g. --set=heads=12"
-)
-_SEED = flags.DEFINE_integer("seed", 0, "init seed for arrays not loaded")
-_CHANNEL_MAP = flags.DEFINE_string(
-  "channel_map", None, "JSON list of classifier rows to keep (K710 -> K400)"
-)
+
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string("src", None, "checkpoint file or HF directory")
+  flags.DEFINE_string("dst", None, "output params file (.msgpack)")
+  flags.DEFINE_enum(
+    "preset", None, sorted(uv2.PRESETS), "architecture; inferred if unset"
+  )
+  flags.DEFINE_integer(
+    "num_classes", None, "head classes (default: preset's / checkpoint's)"
+  )
+  flags.DEFINE_bool("scan", True, "write the nn.scan layout")
+  flags.DEFINE_multi_string(
+    "set", [], "model field override NAME=JSON_VALUE, e.g. --set=heads=12"
+  )
+  flags.DEFINE_integer("seed", 0, "init seed for arrays not loaded")
+  flags.DEFINE_string(
+    "channel_map", None, "JSON list of classifier rows to keep (K710 -> K400)"
+  )
+  flags.mark_flags_as_required(["src", "dst"])
 
 
 def convert(
@@ -101,20 +105,21 @@ def _parse_override(text: str) -> tuple[str, Any]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
   report = convert(
-    _SRC.value,
-    _DST.value,
-    preset=_PRESET.value,
-    num_classes=_NUM_CLASSES.value,
-    scan=_SCAN.value,
-    seed=_SEED.value,
-    overrides=dict(_parse_override(s) for s in _SET.value),
-    channel_map=_CHANNEL_MAP.value,
+    f.src,
+    f.dst,
+    preset=f.preset,
+    num_classes=f.num_classes,
+    scan=f.scan,
+    seed=f.seed,
+    overrides=dict(_parse_override(s) for s in f.set),
+    channel_map=f.channel_map,
   )
   print(report)
-  print(f"wrote {_DST.value}")
+  print(f"wrote {f.dst}")
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["src", "dst"])
+  define_flags()
   app.run(main)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from art_jax import config_lib
+from art_jax import config_lib, reporting
 from art_jax.models import art, uniformerv2
 from art_jax.tools import bench_lib
 
@@ -83,7 +83,7 @@ def stats(
   res = kwargs["input_resolution"]
   video = jax.ShapeDtypeStruct((1, frames, res, res, 3), jnp.float32)
   bank = jax.ShapeDtypeStruct(
-    (num_classes, templates, bench_lib.TEXT_DIM[preset]), jnp.float32
+    (num_classes, templates, reporting.TEXT_DIM[preset]), jnp.float32
   )
   key = jax.random.key(0)
   rows = []
@@ -95,7 +95,7 @@ def stats(
       lambda *a, m=model: m.init(key, *a, train=False), *args
     )
     params = count_params(variables["params"])
-    flops = bench_lib.forward_flops(
+    flops = reporting.forward_flops(
       lambda v, *a, m=model: m.apply(v, *a, train=False), variables, *args
     )
     gflops = flops / 2 / 1e9

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+from absl import app, flags
 
 # `%name = shape op(...), ..., metadata={op_type=".." op_name="..." ...}`
 _INSTRUCTION = re.compile(
@@ -332,24 +333,29 @@ def resummarise(summary: dict[str, Any], depth: int = 4) -> dict[str, Any]:
   return summarise(times, names, 1, summary.get("step_s"), depth)
 
 
+def define_flags() -> None:
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_integer("top", 25, "Ops listed.")
+  flags.DEFINE_integer("depth", 4, "Name-path depth of the grouping.")
+
+
 def main(argv: list[str]) -> None:
-  """python -m art_jax.tools.step_profile SUMMARY.json[.gz] [--top] [--depth]"""
-  import argparse  # noqa: PLC0415
+  """python -m art_jax.tools.step_profile SUMMARY.json[.gz] [--top] [--depth]
+
+  SUMMARY: b<batch>.json written by bench_train --profile_steps.
+  """
   import gzip  # noqa: PLC0415
   import json  # noqa: PLC0415
 
-  parser = argparse.ArgumentParser(description=main.__doc__)
-  parser.add_argument("summary", help="b<batch>.json written by bench_train")
-  parser.add_argument("--top", type=int, default=25)
-  parser.add_argument("--depth", type=int, default=4)
-  args = parser.parse_args(argv)
-  opener = gzip.open if args.summary.endswith(".gz") else open
-  with opener(args.summary, "rt") as f:
+  if len(argv) != 2:
+    raise app.UsageError("give one SUMMARY.json[.gz] (bench_train writes it)")
+  path = argv[1]
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt") as f:
     summary = json.load(f)
-  print(markdown(resummarise(summary, args.depth), args.top))
+  print(markdown(resummarise(summary, flags.FLAGS.depth), flags.FLAGS.top))
 
 
 if __name__ == "__main__":
-  import sys
-
-  main(sys.argv[1:])
+  define_flags()
+  app.run(main)

@@ -16,12 +16,6 @@ VARIANTS = {"gym99": ("train", "val"), "gym288": ("train", "val")}
 DEFAULT_VARIANT = "gym99"
 FLIP_SAFE = True
 ANNOTATION_FILE = "finegym_annotation_info_v1.1.json"
-EVENTS = {
-  "VT": "vault",
-  "FX": "floor exercise",
-  "BB": "balance beam",
-  "UB": "uneven bars",
-}
 
 _CATEGORY = re.compile(
   r"Clabel:\s*(\d+);\s*set:\s*(\d+);\s*Glabel:\s*(\d+);\s*"

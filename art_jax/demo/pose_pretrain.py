@@ -28,7 +28,7 @@ temporal parts (patch-embedding time taps, Local MHRA, DPE, the global
 decoder) start trained too. On the demo it read 69.4% against the stills'
 75.6% (one seed each), so stills stay the default.
 
-  python -m art_jax.pose_pretrain --config=configs/demo.py [--out=FILE]
+  python -m art_jax.demo.pose_pretrain --config=configs/demo.py [--out=FILE]
       [--config.init_from.pose_pretrain.steps=...]
 """
 
@@ -46,9 +46,9 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from art_jax import config_lib
+from art_jax import config_lib, weights
 from art_jax.data import synthetic
-from art_jax.models import uniformerv2
+from art_jax.models import build, uniformerv2
 
 NUM_TARGETS = 2 * len(synthetic.JOINT_ORDER)  # per frame
 
@@ -132,9 +132,7 @@ def clip_frames(config: ml_collections.ConfigDict) -> int:
 def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The training config's UniFormerV2 fields with a joint-regression head
   (every joint of every frame for clips)."""
-  from art_jax import train  # noqa: PLC0415 - train imports inputs, us
-
-  kw = dict(train.build_model(config).backbone)
+  kw = build.backbone_kwargs(config)
   kw.update(
     num_classes=NUM_TARGETS * max(1, clip_frames(config)),
     cls_dropout=0.0,
@@ -162,10 +160,8 @@ def clear_padding_taps(kernel: np.ndarray, frames: int = 2) -> np.ndarray:
 
 def _still_video(images: jax.Array, frames: int) -> jax.Array:
   """uint8 (B, H, W, 3) -> CLIP-normalised float32 (B, frames, H, W, 3),
-  normalised as the trainer does (`train.normalize_video`)."""
-  from art_jax import train  # noqa: PLC0415 - train imports inputs, us
-
-  x = train.normalize_video(images[:, None], jnp.float32)
+  normalised as the trainer does (`build.normalize_video`)."""
+  x = build.normalize_video(images[:, None], jnp.float32)
   return jnp.repeat(x, frames, axis=1)
 
 
@@ -186,8 +182,6 @@ def pretrain(
   Summary: {'steps', 'seconds', 'train_error_px', 'val_error_px',
   'val_error_px_at_init'} (mean joint error on held-out stills).
   """
-  from art_jax import weights  # noqa: PLC0415 - heavy, only when building
-
   pp = config.init_from.pose_pretrain
   size, clips = config.data.crop_size, clip_frames(config)
   t0 = time.time()
@@ -210,9 +204,7 @@ def pretrain(
 
   def as_video(x: jax.Array) -> jax.Array:
     if clips:  # normalised as the trainer does
-      from art_jax import train  # noqa: PLC0415 - train imports inputs, us
-
-      return train.normalize_video(x, jnp.float32)
+      return build.normalize_video(x, jnp.float32)
     return _still_video(x, frames)
 
   init_rng, data_rng = jax.random.split(jax.random.key(pp.seed))
@@ -322,11 +314,32 @@ def pretrain(
   return summary
 
 
+def config_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """What is wrong with init_from.pose_pretrain (empty when off or fine)."""
+  pose = config.init_from.pose_pretrain
+  if pose.steps <= 0:
+    return []
+  problems = []
+  if not config.init_from.path:
+    problems.append(
+      "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "
+      "file it builds and the run loads)"
+    )
+  if not 0 < pose.batch_size <= pose.num_images:
+    problems.append(
+      f"init_from.pose_pretrain.batch_size={pose.batch_size} must be in "
+      f"(0, num_images={pose.num_images}]"
+    )
+  if pose.num_val_images < 1:
+    problems.append("init_from.pose_pretrain.num_val_images must be >= 1")
+  return problems
+
+
 def ensure_pose_backbone(config: ml_collections.ConfigDict) -> None:
   """Builds init_from.path by pose pretraining if configured and absent."""
   if config.init_from.pose_pretrain.steps <= 0:
     return
-  problems = config_lib.pose_pretrain_problems(config)
+  problems = config_problems(config)
   if problems:
     raise config_lib.ConfigError("; ".join(problems))
   path = config.init_from.path

@@ -7,12 +7,12 @@ cannot download CLIP; with `text_bank.clip = "tiny_pretrained"` it makes a
 tiny one here on first use:
 
 * data: clips of the figure doing one or two random local motions (any
-  limb, any motion, any order; `art_jax.data.motion_captions`), each with a
+  limb, any motion, any order; `art_jax.demo.motion_captions`), each with a
   caption generated from what it shows and re-phrased every time it is
   drawn. The demo's class list is never sampled and its names are never
   captions; the clips are rendered at the demo's input size and frame times.
 * video tower: the config's UniFormerV2 backbone (`model.backbone`, as
-  `art_jax.pose_pretrain` builds it) whose head projects to the joint space
+  `art_jax.demo.pose_pretrain` builds it) whose head projects to the joint space
   D; from scratch or from a params file (`text_bank.pretrain.init_backbone`,
   e.g. the pose-pretrained backbone). With `text_bank.pretrain.lock_video`
   (locked-image tuning, as LiT) the backbone stays as loaded: its patch
@@ -20,7 +20,7 @@ tiny one here on first use:
   (`LockedVideoHead`) and the text tower train, in seconds instead of
   minutes.
 * text tower: `art_jax.models.clip_text` at tiny size, starting from the
-  random checkpoint `art_jax.tiny_clip` writes (so the tokenizer is that
+  random checkpoint `art_jax.demo.tiny_clip` writes (so the tokenizer is that
   checkpoint's; its vocabulary holds every caption, template and class-name
   word as one token).
 * loss: CLIP's symmetric InfoNCE with a learned temperature; clips of a
@@ -39,9 +39,9 @@ Written (atomically, the summary last, as the "done" marker):
       head's params (the backbone is init_backbone, unchanged);
   <text_bank.dir>/clip_pretrain.json: the knobs and the summary.
 
-  python -m art_jax.clip_pretrain --config=configs/demo.py \
-      --config.text_bank.clip=tiny_pretrained \
-      [--config.text_bank.pretrain.steps=...]
+Built on first use by the demo's input building (`art_jax.demo.inputs`,
+also a command: `python -m art_jax.demo.inputs --config=configs/demo.py
+[--config.text_bank.pretrain.steps=...]`).
 """
 
 import json
@@ -58,12 +58,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
-from art_jax import config_lib, optim, pose_pretrain, tiny_clip
-from art_jax.data import motion_captions
-from art_jax.models import clip_text, uniformerv2
+from art_jax import config_lib, optim, weights
+from art_jax.demo import motion_captions, pose_pretrain, tiny_clip
+from art_jax.models import build, clip_text, layers, uniformerv2
 
 CLIP_NAME = "tiny_pretrained"
 TEXT_DIR = "tiny_clip_pretrained"
@@ -91,6 +90,11 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
   tb = config.text_bank
   if tb.clip != CLIP_NAME:
     return []
+  if "pretrain" not in tb:
+    return [
+      f"text_bank.clip={CLIP_NAME!r} is the demo's: its knobs "
+      "(text_bank.pretrain, art_jax.demo.config) come with configs/demo.py"
+    ]
   tp, p = tb.pretrain, "text_bank.pretrain"
   problems = []
   if not tb.dir:
@@ -195,9 +199,7 @@ def render(
 def video_model(config: ml_collections.ConfigDict) -> uniformerv2.UniFormerV2:
   """The config's backbone with a head to the joint space D (the video
   tower), float32, no dropout or remat."""
-  from art_jax import train  # noqa: PLC0415 - train imports inputs, us
-
-  kw = dict(train.build_model(config).backbone)
+  kw = build.backbone_kwargs(config)
   kw.update(
     num_classes=config.text_bank.pretrain.projection_dim,
     cls_dropout=0.0,
@@ -224,8 +226,6 @@ class LockedVideoHead(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jax.Array) -> jax.Array:
-    from art_jax.models import layers  # noqa: PLC0415 - light
-
     b, t, length, c = tokens.shape
     x = nn.LayerNorm(name="ln")(tokens.astype(jnp.float32))
     probes = self.param(
@@ -248,11 +248,10 @@ def video_tokens(
 ) -> np.ndarray:
   """The locked tower's eval-mode patch tokens of uint8 videos
   (N, T, H, W, 3), in batches. -> (N, T', L, C) float32."""
-  from art_jax import train  # noqa: PLC0415 - train imports inputs, us
 
   @jax.jit
   def tokens(x):
-    out = video.apply(variables, train.normalize_video(x, jnp.float32))
+    out = video.apply(variables, build.normalize_video(x, jnp.float32))
     return out["tokens"].astype(jnp.float32)
 
   parts = []
@@ -337,10 +336,8 @@ def video_embedding(
   """
   if head is not None:
     return head.apply({"params": params["head"]}, x), stats
-  from art_jax import train as trainer  # noqa: PLC0415 - imports us
-
   variables = {"params": params["video"], "batch_stats": stats}
-  x = trainer.normalize_video(x, jnp.float32)
+  x = build.normalize_video(x, jnp.float32)
   if not train:
     return video.apply(variables, x)["logits"], stats
   out, new = video.apply(
@@ -430,8 +427,6 @@ def pretrain(
   'loss_first', 'loss_last', 'accuracy_last', 'temperature',
   'heldout_accuracy', 'heldout_accuracy_at_init', 'init_backbone_loaded'}.
   """
-  from art_jax import train, weights  # noqa: PLC0415 - heavy
-
   tp = config.text_bank.pretrain
   problems = config_problems(config)
   if problems:
@@ -469,7 +464,7 @@ def pretrain(
 
   video = video_model(config)
   init_rng, data_rng = jax.random.split(jax.random.key(tp.seed))
-  as_video = lambda x: train.normalize_video(x, jnp.float32)
+  as_video = lambda x: build.normalize_video(x, jnp.float32)
   variables = nn.meta.unbox(
     jax.jit(lambda r, x: video.init(r, x, train=False))(
       init_rng, as_video(jnp.asarray(videos[:2]))
@@ -618,8 +613,6 @@ def write(
   summary: Mapping[str, Any],
 ) -> None:
   """Writes the text checkpoint, the video params file and the summary."""
-  from art_jax import weights  # noqa: PLC0415 - heavy
-
   tp = config.text_bank.pretrain
   out_text = text_dir(config)
   tmp_text = f"{out_text}.tmp-{os.getpid()}"
@@ -685,13 +678,11 @@ def load_locked_tower(
 ) -> dict[str, Any]:
   """init_backbone's variables in `video`'s shapes (its head, which the
   locked tower never reads, keeps the init when the file's differs)."""
-  from art_jax import train, weights  # noqa: PLC0415 - heavy
-
   d = config.data
   shape = (1, d.num_frames, d.crop_size, d.crop_size, 3)
   variables = nn.meta.unbox(
     jax.jit(lambda r, x: video.init(r, x, train=False))(
-      jax.random.key(0), train.normalize_video(jnp.zeros(shape), jnp.float32)
+      jax.random.key(0), build.normalize_video(jnp.zeros(shape), jnp.float32)
     )
   )
   pre = weights.load_params_file(config.text_bank.pretrain.init_backbone, video)
@@ -705,8 +696,6 @@ def load_locked_tower(
 def load_video_embedder(config: ml_collections.ConfigDict):
   """The trained video tower as a jitted uint8 (B, T, H, W, 3) -> (B, D)
   function (a locked tower: init_backbone's tokens through the head)."""
-  from art_jax import weights  # noqa: PLC0415 - heavy
-
   tp = config.text_bank.pretrain
   video = video_model(config)
   if not tp.lock_video:
@@ -720,9 +709,7 @@ def load_video_embedder(config: ml_collections.ConfigDict):
     params = {"head": flax.serialization.msgpack_restore(f.read())}
 
   def embed_videos(x):
-    from art_jax import train  # noqa: PLC0415 - train imports inputs, us
-
-    out = video.apply(locked, train.normalize_video(x, jnp.float32))
+    out = video.apply(locked, build.normalize_video(x, jnp.float32))
     return video_embedding(None, head, params, None, out["tokens"])[0]
 
   return jax.jit(embed_videos)
@@ -749,27 +736,3 @@ def ensure_tiny_clip(
     logging.info("pretraining the tiny CLIP into %s", config.text_bank.dir)
     pretrain(config, class_names, templates)
   return text_dir(config)
-
-
-def define_flags() -> None:
-  """Command-line flags (only when run as a program)."""
-  config_flags.DEFINE_config_file("config", None, "Config file.")
-  flags.mark_flags_as_required(["config"])
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  from art_jax import inputs  # noqa: PLC0415 - inputs imports us
-
-  config = flags.FLAGS.config
-  if config.text_bank.clip != CLIP_NAME:
-    raise app.UsageError(f"set --config.text_bank.clip={CLIP_NAME}")
-  inputs.ensure_synthetic_data(config)
-  inputs.ensure_text_bank(config)
-  with open(os.path.join(config.text_bank.dir, SUMMARY_FILE)) as f:
-    print(f.read())
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)
