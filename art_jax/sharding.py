@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 
 # Activation axes.
 BATCH = "batch"
@@ -82,14 +83,65 @@ def mesh_shape(axes: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
 def make_mesh(
   axes: Mapping[str, int], devices: Sequence[jax.Device] | None = None
 ) -> jax.sharding.Mesh:
-  """A (data, fsdp, tensor) mesh with Auto axis types over `devices`."""
+  """A (data, fsdp, tensor) mesh with Auto axis types over `devices`
+  (default: all), laid out for the interconnect.
+
+  One slice: `jax.make_mesh(..., devices=devices)`, which orders a TPU
+  slice's devices (or a subset of them) along its torus and keeps other
+  platforms' order. Devices of several slices (distinct `slice_index`: TPU
+  slices over DCN, GPU nodes): `mesh_utils.create_hybrid_device_mesh`,
+  the data axis split across the slices (data parallelism over the slow
+  network) and fsdp / tensor within each (see `hybrid_mesh_shapes`).
+  """
   devices = jax.devices() if devices is None else list(devices)
   shape = mesh_shape(axes, len(devices))
   auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-  if len(devices) == jax.device_count():
-    return jax.make_mesh(shape, MESH_AXES, axis_types=auto)
+  num_slices = len(slices_of(devices))
+  if num_slices == 1:
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
   return jax.sharding.Mesh(
-    np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto
+    hybrid_device_grid(shape, devices), MESH_AXES, axis_types=auto
+  )
+
+
+def slices_of(devices: Sequence[jax.Device]) -> dict[int, list[jax.Device]]:
+  """Devices by `slice_index` (0 where a platform has none), in order."""
+  slices: dict[int, list[jax.Device]] = {}
+  for d in devices:
+    slices.setdefault(int(getattr(d, "slice_index", 0)), []).append(d)
+  return slices
+
+
+def hybrid_mesh_shapes(
+  shape: Sequence[int], num_slices: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """(per-slice, across-slices) shapes of a MESH_AXES mesh over
+  `num_slices` slices: the data axis is split across them."""
+  data, *rest = shape
+  if data % num_slices:
+    raise ValueError(
+      f"mesh {dict(zip(MESH_AXES, shape))} over {num_slices} slices: data "
+      "parallelism runs across slices, so mesh.data must be a multiple of "
+      f"{num_slices} (e.g. mesh.data={num_slices}, fsdp/tensor within a slice)"
+    )
+  return (data // num_slices, *rest), (num_slices,) + (1,) * len(rest)
+
+
+def hybrid_device_grid(
+  shape: Sequence[int], devices: Sequence[jax.Device]
+) -> np.ndarray:
+  """The device array of a mesh of `shape` over several slices' devices
+  (`mesh_utils.create_hybrid_device_mesh`, torus-aware within each)."""
+  slices = slices_of(devices)
+  sizes = {i: len(d) for i, d in slices.items()}
+  if len(set(sizes.values())) > 1:
+    raise ValueError(
+      f"devices per slice differ ({sizes}): a multi-slice mesh needs "
+      "slices of one size"
+    )
+  ici, dcn = hybrid_mesh_shapes(shape, len(slices))
+  return mesh_utils.create_hybrid_device_mesh(
+    ici, dcn, devices=list(devices), allow_split_physical_axes=True
   )
 
 

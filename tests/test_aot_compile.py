@@ -5,9 +5,11 @@ import importlib.util
 import math
 import os
 
+import jax
 import pytest
 from test_config import load_config
 
+from art_jax import sharding as sh
 from art_jax.tools import aot_compile
 
 
@@ -88,8 +90,36 @@ HAS_LIBTPU = bool(
 )
 
 
+needs_libtpu = pytest.mark.skipif(
+  not HAS_LIBTPU, reason="needs libtpu (pip install .[tpu])"
+)
+
+
+@needs_libtpu
+def test_mesh_over_part_of_a_slice_follows_its_torus():
+  # v5e 2x4: ids 0-3 are the 2x2 at y = 0, 1, numbered row by row; a ring
+  # over them runs 0, 1, 3, 2 (a plain reshape of the list would not).
+  devices = aot_compile.slice_devices(aot_compile.parse_topology("v5e:2x4"))
+  mesh = sh.make_mesh({"data": -1}, devices[:4])
+  assert [d.id for d in mesh.devices.flat] == [0, 1, 3, 2]
+  assert mesh.axis_types == (jax.sharding.AxisType.Auto,) * 3
+
+
+@needs_libtpu
+def test_two_slice_mesh_puts_data_across_slices():
+  tpu = aot_compile.parse_topology("v5e:2x2", num_slices=2)
+  devices = aot_compile.slice_devices(tpu)
+  assert len(sh.slices_of(devices)) == 2
+  mesh = sh.make_mesh({"data": -1, "fsdp": 2}, devices)
+  assert dict(mesh.shape) == {"data": 4, "fsdp": 2, "tensor": 1}
+  slice_of = [[d.slice_index for d in row] for row in mesh.devices[..., 0]]
+  assert slice_of == [[0, 0], [0, 0], [1, 1], [1, 1]]
+  with pytest.raises(ValueError, match="multiple of 2"):
+    sh.make_mesh({"data": 1, "fsdp": -1}, devices)
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu (pip install .[tpu])")
+@needs_libtpu
 @pytest.mark.parametrize("mesh", [{"data": -1}, {"data": 1, "fsdp": -1}])
 def test_runlocal_step_compiles_for_v5e_2x2(mesh):
   config = load_config("finegym", "gym99,runlocal")

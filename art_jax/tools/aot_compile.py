@@ -9,9 +9,9 @@ Needs libtpu (`pip install -e '.[tpu]'`), not a TPU: libtpu describes the
 slice (`jax.experimental.topologies`) and XLA:TPU compiles for it here. The
 step is the trainer's own (`state.setup_state`, `train.make_train_step`,
 `train.compile_train_step`: the state donated, every sharding from the
-logical axis names) on a (data, fsdp, tensor) mesh of the slice's devices,
-laid out as `sharding.make_mesh` lays out a real slice's devices
-(`jax.make_mesh`).
+logical axis names) on the (data, fsdp, tensor) mesh `sharding.make_mesh`
+builds from the slice's devices, as the trainer does on the slice (over
+several slices, `--num_slices`: the data axis split across them).
 
 `--batch_sizes` are per-device batches: the global batch is that times
 the mesh's data x fsdp size. One row per batch size: per-chip HBM the
@@ -35,7 +35,10 @@ estimate of the scanned step is corrected by `--cost`:
   * none: XLA's number for the scanned step as it is (too low).
 
 Memory, fit and collectives always come from the scanned step training
-runs (the config's model.scan).
+runs (the config's model.scan). A batch that does not fit fails XLA:TPU's
+compile; its row has fits=False, the HBM the compiler asked for and the
+chip's usable HBM (`hbm_limit_gib`), and no estimate. `--json_out` is
+rewritten after every row.
 """
 
 import dataclasses
@@ -269,42 +272,14 @@ def slice_devices(tpu: TpuSlice) -> list[jax.Device]:
     topology_name=tpu.topology, platform="tpu", **tpu.topology_kwargs()
   )
   devices = list(desc.devices)
-  if len(devices) != tpu.chips:
+  slices = len(sh.slices_of(devices))
+  if len(devices) != tpu.chips or slices != tpu.num_slices:
     raise RuntimeError(
-      f"{tpu.name}: libtpu describes {len(devices)} devices, expected "
-      f"{tpu.chips} chips"
+      f"{tpu.name} x{tpu.num_slices}: libtpu describes {len(devices)} "
+      f"devices in {slices} slices, expected {tpu.chips} chips in "
+      f"{tpu.num_slices}"
     )
   return devices
-
-
-def slice_mesh(
-  axes: Mapping[str, int], devices: Sequence[jax.Device], num_slices: int = 1
-) -> jax.sharding.Mesh:
-  """The (data, fsdp, tensor) mesh the trainer builds on these devices.
-
-  One slice: `jax.make_mesh` over the devices, as `sharding.make_mesh`
-  does on a real slice (where they are all of jax.devices()). Several
-  slices: the data axis split over the slices (DCN) by
-  `mesh_utils.create_hybrid_device_mesh`; the trainer cannot build that
-  mesh yet (`jax.make_mesh` refuses multi-slice devices).
-  """
-  shape = sh.mesh_shape(axes, len(devices))
-  auto = (jax.sharding.AxisType.Auto,) * len(sh.MESH_AXES)
-  if num_slices == 1:
-    return jax.make_mesh(
-      shape, sh.MESH_AXES, axis_types=auto, devices=list(devices)
-    )
-  from jax.experimental import mesh_utils  # noqa: PLC0415
-
-  if shape[0] % num_slices:
-    raise ValueError(
-      f"mesh {dict(zip(sh.MESH_AXES, shape))}: the data axis must be a "
-      f"multiple of num_slices={num_slices} (it is split over the slices)"
-    )
-  ici = (shape[0] // num_slices, *shape[1:])
-  dcn = (num_slices, 1, 1)
-  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
-  return jax.sharding.Mesh(grid, sh.MESH_AXES, axis_types=auto)
 
 
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all")
@@ -391,7 +366,7 @@ def compile_row(
   if cost not in ("scaled", "unrolled", "none"):
     raise ValueError(f"cost={cost!r}: use scaled, unrolled or none")
   config = ml_collections.ConfigDict(config.to_dict())
-  mesh = slice_mesh(config.mesh.to_dict(), devices, tpu.num_slices)
+  mesh = sh.make_mesh(config.mesh.to_dict(), devices)
   mesh_sizes = dict(mesh.shape)
   data_parallel = mesh_sizes["data"] * mesh_sizes["fsdp"]
   batch = per_device_batch * data_parallel
@@ -400,8 +375,34 @@ def compile_row(
   bank_shape = bench_lib.random_bank(config).shape
   config_lib.validate(config, num_devices=len(devices), bank_shape=bank_shape)
 
+  g = tpu.generation
+  head = {
+    "topology": tpu.name,
+    "jax_topology": tpu.topology
+    + (f" x{tpu.num_slices} slices" if tpu.num_slices > 1 else ""),
+    "chips": len(devices),
+    "hosts": tpu.hosts,
+    "batch": batch,
+    "per_device_batch": per_device_batch,
+    "mesh": "x".join(f"{k}{v}" for k, v in mesh_sizes.items()),
+  }
   logging.info("%s: compiling the train step at batch %d", tpu.name, batch)
-  compiled, compile_s = compile_step(config, mesh, batch)
+  t0 = time.perf_counter()
+  try:
+    compiled, compile_s = compile_step(config, mesh, batch)
+  except jax.errors.JaxRuntimeError as e:
+    usage = hbm_exhausted(str(e))
+    if usage is None:
+      raise
+    logging.info("out of HBM: %.2f of %.2f GiB", *usage)
+    return {
+      **head,
+      "hbm_used_gib": usage[0],
+      "hbm_gib": g.hbm_gib,
+      "hbm_limit_gib": usage[1],
+      "fits": False,
+      "compile_s": time.perf_counter() - t0,
+    }
   logging.info("compiled in %.0f s", compile_s)
   mem = compiled.memory_analysis()
   nbytes = lambda k: int(getattr(mem, k, 0) or 0)
@@ -411,7 +412,6 @@ def compile_row(
     + nbytes("output_size_in_bytes")
     - nbytes("alias_size_in_bytes")
   )
-  g = tpu.generation
   hbm = g.hbm_gib * 2**30
   chips = len(devices)
   model_flops = reporting.model_train_flops(config, batch) / chips
@@ -441,14 +441,7 @@ def compile_row(
   else:
     source = f"{source} (scanned layers counted once)"
   row = {
-    "topology": tpu.name,
-    "jax_topology": tpu.topology
-    + (f" x{tpu.num_slices} slices" if tpu.num_slices > 1 else ""),
-    "chips": chips,
-    "hosts": tpu.hosts,
-    "batch": batch,
-    "per_device_batch": per_device_batch,
-    "mesh": "x".join(f"{k}{v}" for k, v in mesh_sizes.items()),
+    **head,
     "hbm_used_gib": used / 2**30,
     "hbm_gib": g.hbm_gib,
     "fits": used <= hbm,
@@ -470,8 +463,31 @@ def compile_row(
   return row
 
 
+_HBM_EXHAUSTED = re.compile(
+  r"Ran out of memory in memory space hbm.*?"
+  r"Used ([\d.]+)([KMGT]?) of ([\d.]+)([KMGT]?) hbm",
+  re.DOTALL,
+)
+
+
+def hbm_exhausted(message: str) -> tuple[float, float] | None:
+  """(used, usable) GiB per chip from XLA:TPU's compile-time out-of-HBM
+  error ("Ran out of memory in memory space hbm. Used 17.2G of 15.75G
+  hbm."), None for any other error."""
+  m = _HBM_EXHAUSTED.search(message)
+  if m is None:
+    return None
+  scale = {"": 2**-30, "K": 2**-20, "M": 2**-10, "G": 1.0, "T": 2**10}
+  return (
+    float(m.group(1)) * scale[m.group(2)],
+    float(m.group(3)) * scale[m.group(4)],
+  )
+
+
 def _print_table(rows: Sequence[dict]) -> None:
-  print(bench_lib.markdown_table(rows), flush=True)
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  full = [{k: r.get(k, "-") for k in keys} for r in rows]
+  print(bench_lib.markdown_table(full), flush=True)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -494,15 +510,15 @@ def main(argv: Sequence[str]) -> None:
     print(
       json.dumps(rows[-1]) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True
     )
+    if f.json_out:  # after every row: a long sweep keeps what it compiled
+      with open(f.json_out, "w") as out:
+        json.dump(rows, out, indent=1)
   _print_table(rows)
   print(
     "est_step_s / est_mfu are XLA's compile-time estimates, not "
     "measurements; time a real slice with art_jax.tools.bench_train.",
     flush=True,
   )
-  if f.json_out:
-    with open(f.json_out, "w") as out:
-      json.dump(rows, out, indent=1)
 
 
 def define_flags() -> None:

@@ -31,6 +31,12 @@
 #   DRY_RUN=1        print the gcloud command instead of running it
 #                    (also --dry-run).
 #
+# Before: compile the train step for this slice on any host, no TPU needed
+# (docs/launch.md step 0): does it fit the chips' HBM at your batch and mesh?
+#   pip install -e '.[tpu]'
+#   python -m art_jax.tools.aot_compile --config=configs/finegym.py:gym99,l14 \
+#       --topology=v4-32 --batch_sizes=8 [--config.mesh.data=1 --config.mesh.fsdp=-1]
+#
 # Then: launch/tpu/setup.sh (install + mount), launch/tpu/run.sh (train).
 # With QUEUED=1 the slice exists once the queued resource is ACTIVE:
 #   gcloud compute tpus queued-resources describe QR_ID --zone=ZONE
