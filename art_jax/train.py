@@ -42,7 +42,7 @@ from art_jax import (
 from art_jax import sharding as sh
 from art_jax.data import pipeline
 from art_jax.models import art as art_model
-from art_jax.models import uniformerv2
+from art_jax.models import backbones
 
 PyTree = Any
 Batch = Mapping[str, jax.Array]
@@ -61,7 +61,7 @@ class TrainState:
 
   step: jax.Array  # int32 scalar: completed optimiser steps
   params: PyTree  # includes the agent bank S' and the prototypes
-  batch_stats: PyTree  # UniFormerV2's BatchNorm statistics
+  batch_stats: PyTree  # the backbone's BatchNorm statistics
   opt_state: PyTree
   text_bank: jax.Array  # (K, M, D) EMA bank S; never seen by the optimiser
   rng: jax.Array  # typed key; folded with `step` for per-step randomness
@@ -71,22 +71,12 @@ class TrainState:
 
 
 def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
-  """ART with the preset backbone, overridden by `config.model.backbone`."""
+  """ART with the preset backbone of `config.model.backbone_kind`,
+  overridden by `config.model.backbone`."""
   m = config.model
-  backbone = uniformerv2.preset_kwargs(
-    m.preset,
-    num_classes=config.data.num_classes,
-    t_size=config.data.num_frames,
-    input_resolution=config.data.crop_size,
-    **m.backbone.to_dict(),
-  )
   dtype, param_dtype = DTYPES[m.dtype], DTYPES[m.param_dtype]
-  backbone.update(
-    dtype=dtype,
-    param_dtype=param_dtype,
-    remat_policy=m.remat_policy,
-    scan=m.scan,
-    attention_impl=m.attention_impl,
+  backbone = dict(
+    backbones.kwargs_from_config(config), dtype=dtype, param_dtype=param_dtype
   )
   heads = dict(
     m.heads.to_dict(),
@@ -96,7 +86,11 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
     attention_impl=m.attention_impl,
   )
   return art_model.ART(
-    backbone=backbone, heads=heads, dtype=dtype, param_dtype=param_dtype
+    backbone=backbone,
+    heads=heads,
+    backbone_kind=m.backbone_kind,
+    dtype=dtype,
+    param_dtype=param_dtype,
   )
 
 
@@ -550,33 +544,31 @@ def make_eval_iterator(config: ml_collections.ConfigDict, batch_size: int):
 # --- pretrained weights ------------------------------------------------------
 
 
-# Backbone leaves expected to differ from a pretrained file: the classifier
-# (another class count, or a pose-regression head).
-CLASSIFIER_PREFIX = "proj_2/"
-
-
 def load_pretrained(
   state: TrainState,
   path: str,
   backbone: Mapping[str, Any],
   allow_reinit: bool = False,
+  kind: str = "uniformerv2",
 ) -> tuple[TrainState, dict[str, list[str]]]:
-  """Loads a converted UniFormerV2/CLIP params file into the backbone.
+  """Loads a converted params file into the backbone (`backbone`: its
+  module kwargs, `kind`: a key of backbones.KINDS).
 
   Leaves whose name and shape match are loaded; checkpoint entries the
   model lacks are ignored; leaves the file lacks keep their initialisation.
   A leaf the file has with another shape is an error (a checkpoint
   converted for another layout would otherwise train with, e.g., a random
-  patch embedding), except the classifier (`CLASSIFIER_PREFIX`), which
-  keeps its initialisation; `allow_reinit` (config init_from.allow_reinit)
-  re-initialises every such leaf instead. Returns the report.
+  patch embedding), except the backbone's classifier
+  (`backbones.classifier_prefix`: another class count, or a pose head),
+  which keeps its initialisation; `allow_reinit` (config
+  init_from.allow_reinit) re-initialises every such leaf instead. Returns
+  the report; its 'initialised_in_file' lists the loaded arrays the file
+  marks as not pretrained (convert_weights marks them in TEA files: ME,
+  MTA and fc from an ImageNet Res2Net keep their init there).
   """
-  from art_jax import weights  # noqa: PLC0415 - only when init_from is set
-
   # In this model's layer layout (scanned or not), whatever the file's.
-  loaded_vars = weights.load_params_file(
-    path, uniformerv2.UniFormerV2(**backbone)
-  )
+  loaded_vars, meta = backbones.load_variables(kind, path, backbone)
+  classifier = backbones.classifier_prefix(kind)
   pre_params = flax.traverse_util.flatten_dict(
     loaded_vars.get("params", loaded_vars), sep="/"
   )
@@ -595,9 +587,7 @@ def load_pretrained(
       name = key[len("backbone/") :]
       src = pretrained.get(name)
       wrong_shape = src is not None and src.shape != value.shape
-      if wrong_shape and not (
-        allow_reinit or name.startswith(CLASSIFIER_PREFIX)
-      ):
+      if wrong_shape and not (allow_reinit or name.startswith(classifier)):
         mismatched.append(
           f"{prefix}{key}: file {tuple(src.shape)}, model {tuple(value.shape)}"
         )
@@ -612,6 +602,10 @@ def load_pretrained(
 
   params = merge(state.params, pre_params, "params/")
   batch_stats = merge(state.batch_stats, pre_stats, "batch_stats/")
+  fresh = set(meta.get("initialised", ()))
+  report["initialised_in_file"] = [
+    k for k in report["loaded"] if k.replace("/backbone/", "/", 1) in fresh
+  ]
   if mismatched:
     raise ValueError(
       f"init_from.path={path}: {len(mismatched)} backbone leaves have "
@@ -624,15 +618,17 @@ def load_pretrained(
     )
   state = state.replace(params=params, batch_stats=batch_stats)
   logging.info(
-    "init_from %s: loaded %d, re-initialised %d, ignored %d",
+    "init_from %s: loaded %d (%d of them initialised, not pretrained, in "
+    "the file), re-initialised %d, ignored %d",
     path,
     len(report["loaded"]),
+    len(report["initialised_in_file"]),
     len(report["reinitialised"]),
     len(report["ignored"]),
   )
-  for kind in ("reinitialised", "ignored"):
-    for key in report[kind]:
-      logging.info("init_from: %s %s", kind, key)
+  for what in ("reinitialised", "ignored"):
+    for key in report[what]:
+      logging.info("init_from: %s %s", what, key)
   return state, report
 
 
@@ -674,7 +670,7 @@ def train_and_evaluate(
   eval_meta = pipeline.read_metadata(
     config.data.dir, config.data.eval_split, config.data.num_classes
   )
-  bank, bank_meta = text_bank.load_text_bank(config.text_bank.dir)
+  bank, bank_meta = text_bank.load_for_config(config)
   devices = list(devices or jax.devices())
   config_lib.validate(
     config,
@@ -734,6 +730,7 @@ def train_and_evaluate(
         config.init_from.path,
         model.backbone,
         allow_reinit=config.init_from.allow_reinit,
+        kind=model.backbone_kind,
       )
       if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
@@ -753,7 +750,7 @@ def train_and_evaluate(
     in_shardings=(setup.shardings, batch_shardings(mesh, rules)["video"]),
     out_shardings=NamedSharding(mesh, P()),
   )
-  grid = crop // model.backbone["patch_size"]  # patches per side
+  grid = backbones.token_grid(model.backbone_kind, model.backbone, crop)
   eval_bs = config.data.eval_batch_size or config.batch_size
 
   def run_eval(step: int) -> dict[str, Any]:
@@ -800,7 +797,11 @@ def train_and_evaluate(
         (
           replicate(g["video"]),
           replicate(g["label"]),
-          replicate(state.params["backbone"]["proj_2"]["kernel"]),
+          replicate(
+            backbones.classifier_kernel(
+              model.backbone_kind, state.params["backbone"]
+            )
+          ),
         )
       )
       if jax.process_index() == 0:

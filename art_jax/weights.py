@@ -31,10 +31,12 @@ stacked into the `scan=True` layout with `loop_to_scan` when the model scans.
 
 Params file format (`save_params_file` / `load_params_file`): one msgpack
 file (flax.serialization) holding {"variables": {"params", "batch_stats"},
-"meta": JSON string with the model kwargs, the layout and the source}. It
-is written by `python -m art_jax.tools.convert_weights` and read by a
-training config's `init_from`; `load_params_file(path, model)` converts the
-layout to the model's.
+"meta": JSON string with the format ("art_jax.uniformerv2/1" or
+"art_jax.tea/1"), the model kwargs, the layout, the source and the arrays
+the conversion initialised}. It is written by `python -m
+art_jax.tools.convert_weights` and read by a training config's `init_from`
+(`models.backbones.load_variables`); `load_params_file(path, model)`
+converts the layout to the model's.
 """
 
 import dataclasses
@@ -792,20 +794,28 @@ def infer_model_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def save_params_file(
   path: str,
   variables: Variables,
-  model: uv2.UniFormerV2,
+  model: nn.Module,
   source: str = "",
+  initialised: Sequence[str] = (),
 ) -> None:
-  """Writes variables + metadata as one msgpack file (see module doc)."""
+  """Writes variables + metadata as one msgpack file (see module doc).
+
+  `model` is a UniFormerV2 or a TEA (the format names which);
+  `initialised` lists arrays the conversion did not take from `source`, in
+  this file's layout (LoadReport.initialised of a TEA conversion), so that
+  a run can report them.
+  """
   kwargs = {
     f.name: getattr(model, f.name)
     for f in dataclasses.fields(model)
     if f.name not in ("parent", "name", "dtype", "param_dtype")
   }
   meta = {
-    "format": "art_jax.uniformerv2/1",
-    "layout": "scan" if model.scan else "loop",
+    "format": f"art_jax.{type(model).__name__.lower()}/1",
+    "layout": "scan" if getattr(model, "scan", False) else "loop",
     "model": json.loads(json.dumps(kwargs, default=list)),
     "source": source,
+    "initialised": list(initialised),
   }
   payload = {
     "variables": jax.tree.map(np.asarray, variables),
@@ -827,6 +837,15 @@ def load_params_file(
 ) -> Variables:
   """{'params', 'batch_stats'} from a params file, in `model`'s layout."""
   variables, meta = read_params_file(path)
-  if model is not None and (meta["layout"] == "scan") != model.scan:
-    variables = convert_layout(variables, model, to_scan=model.scan)
+  return fit_layout(variables, meta, model)
+
+
+def fit_layout(
+  variables: Variables, meta: Mapping[str, Any], model: nn.Module | None
+) -> Variables:
+  """A params file's variables in `model`'s layer layout: UniFormerV2's
+  scanned or looped stacks are converted; TEA has one layout."""
+  scan = getattr(model, "scan", None)
+  if scan is not None and (meta["layout"] == "scan") != scan:
+    variables = convert_layout(variables, model, to_scan=scan)
   return variables

@@ -15,17 +15,21 @@ import ml_collections
 import numpy as np
 import optax
 
-from art_jax import config_lib, optim, train
+from art_jax import config_lib, optim, text_bank, train
 from art_jax import sharding as sh
 
-# Text width D of the CLIP that matches each backbone preset.
-TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
+# Text width D of the CLIP that matches each backbone preset (r50 with
+# model.heads.use_text: a B/16 CLIP's text, as any CLIP would do).
+TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768, "r50": 512}
 NUM_TEMPLATES = 8
 
 
 def random_bank(config: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
-  """A unit-norm (K, M, D) bank shaped like the real one."""
+  """A unit-norm (K, M, D) bank shaped like the real one (the blank bank
+  of a model that reads no text)."""
   k = config.data.num_classes
+  if not config.model.heads.use_text:
+    return text_bank.blank_bank(k)
   d = TEXT_DIM[config.model.preset]
   bank = np.random.default_rng(seed).normal(size=(k, NUM_TEMPLATES, d))
   return (bank / np.linalg.norm(bank, axis=-1, keepdims=True)).astype(
