@@ -64,8 +64,8 @@ def test_steps_follow_batch_size_after_overrides():
   assert steps["warmup_steps"] == 5
 
 
-def _valid(**changes):
-  c = load_config("finegym", "runlocal")
+def override(c, changes):
+  """Sets `{"dotted.key": value}` fields of config `c`; returns `c`."""
   for key, value in changes.items():
     node = c
     *parents, leaf = key.split(".")
@@ -73,6 +73,10 @@ def _valid(**changes):
       node = node[p]
     node[leaf] = value
   return c
+
+
+def _valid(**changes):
+  return override(load_config("finegym", "runlocal"), changes)
 
 
 def test_validate_accepts_a_good_config():
@@ -234,14 +238,8 @@ def test_demo_r50_is_tea_from_scratch_without_text():
 
 def _r50(**changes):
   c = load_config("finegym", "r50,runlocal")
-  with c.unlocked():
-    for key, value in changes.items():
-      node = c
-      *parents, leaf = key.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return c
+  with c.unlocked():  # model.backbone.width: a field TEA lacks
+    return override(c, changes)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny_data
-from test_config import load_config
+from test_config import load_config, override
 
 from art_jax import train
 
@@ -33,13 +33,7 @@ def make_config(data, **changes):
   c.data.num_classes = 4
   c.model.heads.num_queries = 2
   c.model.heads.top_k = 4
-  for key, value in changes.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return override(c, changes)
 
 
 def read_jsonl(path):
