@@ -27,7 +27,10 @@ KINETICS_STD = (0.225 * 255,) * 3
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
-BACKBONE_PRESETS = ("b16", "l14", "l14_336")
+BACKBONE_PRESETS = ("b16", "l14", "l14_336")  # UniFormerV2 sizes
+# The configs' `size` variants: UniFormerV2's, and r50 (TEA-R50, the
+# paper's CNN rows: model.backbone_kind="tea", `set_r50`).
+BACKBONE_SIZES = (*BACKBONE_PRESETS, "r50")
 
 
 def parse_variant(arg: str | None, **defaults: Any) -> dict[str, Any]:
@@ -105,9 +108,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.text_bank.num_templates = 16  # first M of text_bank.DEFAULT_TEMPLATES
 
   c.model = ml_collections.ConfigDict()
-  c.model.preset = "b16"  # UniFormerV2 size: one of BACKBONE_PRESETS
-  # Overrides of the preset's UniFormerV2 fields (e.g. layers=2 for a
-  # runlocal variant). Unknown keys fail when the model is built.
+  # "uniformerv2" or "tea" (art_jax/models/backbones.py; `set_r50`).
+  c.model.backbone_kind = "uniformerv2"
+  c.model.preset = "b16"  # its size: b16 | l14 | l14_336; r50 for "tea"
+  # Overrides of the preset's fields (UniFormerV2's here; TEA's after
+  # `set_r50`), e.g. layers=2 for a runlocal variant. Unknown keys are a
+  # ConfigError.
   c.model.backbone = ml_collections.ConfigDict(
     {
       "backbone_drop_path_rate": 0.0,
@@ -140,6 +146,9 @@ def base_config() -> ml_collections.ConfigDict:
       # Heads read the backbone through a stop-gradient (not in the paper;
       # a diagnostic: docs/demo.md).
       "detach_backbone": False,
+      # False: no text (ART-R50, paper Table I "Video"): learned class
+      # vectors in place of the bank's text; no bank is read.
+      "use_text": True,
       "dropout_rate": 0.5,
     }
   )
@@ -274,6 +283,15 @@ def heads_and_loss_problems(config: ml_collections.ConfigDict) -> list[str]:
       f"model.heads.text_selection={selection!r}: use 'global_head' or "
       "'video_text'"
     )
+  if not heads.get("use_text", True):
+    on = [f"loss.{k}" for k in ("use_ft", "use_align") if loss[k]]
+    if selection != "global_head":
+      on.append(f"model.heads.text_selection={selection!r}")
+    if on:
+      problems.append(
+        f"model.heads.use_text=False reads no text, but {', '.join(on)} "
+        "needs it: switch it off (text_selection='global_head')"
+      )
   ft_trains_v = loss.use_ft and (loss.use_vc or loss.use_pc)
   if (
     heads.use_rssa
@@ -313,11 +331,9 @@ def validate(
     bank_class_names: the bank's class names (bank.json), if loaded; must
       be the shards' class names in label order.
   """
-  problems = []
-  if config.model.preset not in BACKBONE_PRESETS:
-    problems.append(
-      f"model.preset={config.model.preset!r}: use one of {BACKBONE_PRESETS}"
-    )
+  from art_jax.models import backbones  # noqa: PLC0415 - builds modules
+
+  problems = backbones.config_problems(config)
   problems += pixel_stats_problems(config)
   mesh = dict(config.mesh)
   mesh_problems = [
@@ -373,7 +389,7 @@ def validate(
       "data.dir is not set: point it at the folder of "
       "ArrayRecord shards made by `python -m art_jax.data.prepare`"
     )
-  if not config.text_bank.dir:
+  if not config.text_bank.dir and config.model.heads.get("use_text", True):
     problems.append(
       "text_bank.dir is not set: build one with `python -m art_jax.text_bank`"
     )
@@ -444,11 +460,10 @@ def set_paths(c: ml_collections.ConfigDict, root: str, size: str) -> None:
 KINETICS_BACKBONE = {"no_lmhra": True, "temporal_downsample": False}
 
 
-def set_paper_recipe(c: ml_collections.ConfigDict, size: str) -> None:
-  """The paper's own recipe (IV-A; docs/method.md lists every difference
-  from the default): SGD, lr 0.01 x0.1 every 20 epochs, 50 epochs, dropout
-  0.5, one 224 view at test, from a converted Kinetics-400 UniFormerV2
-  checkpoint in its own layout (Table I: "Pretrained: K400")."""
+def set_paper_schedule(c: ml_collections.ConfigDict) -> None:
+  """The paper's training schedule (IV-A), whatever the backbone: SGD, lr
+  0.01 x0.1 every 20 epochs, 50 epochs, heads dropout 0.5, one view at
+  test."""
   c.optim.name = "sgd"
   c.optim.lr = 0.01
   c.optim.momentum = 0.9
@@ -459,35 +474,71 @@ def set_paper_recipe(c: ml_collections.ConfigDict, size: str) -> None:
   c.optim.backbone_lr_mult = 1.0  # ours: one lr for all, as TEA trains
   c.num_epochs = 50.0
   c.model.heads.dropout_rate = 0.5
-  c.model.backbone.cls_dropout = 0.5
-  c.model.backbone.update(KINETICS_BACKBONE)
   c.data.num_test_clips = 1
   c.data.num_spatial_crops = 1
+
+
+def set_paper_recipe(c: ml_collections.ConfigDict, size: str) -> None:
+  """The paper's own recipe (IV-A; docs/method.md lists every difference
+  from the default): `set_paper_schedule`, dropout 0.5, one 224 view at
+  test, from a converted Kinetics-400 UniFormerV2 checkpoint in its own
+  layout (Table I: "Pretrained: K400"). For r50 see `set_r50`."""
+  set_paper_schedule(c)
+  c.model.backbone.cls_dropout = 0.5
+  c.model.backbone.update(KINETICS_BACKBONE)
   # The K400 checkpoint was fine-tuned on 0.45 / 0.225 normalised input.
   c.data.pixel_mean = KINETICS_MEAN
   c.data.pixel_std = KINETICS_STD
   c.init_from.path = f"weights/uv2_k400_{size}.msgpack"
 
 
+def set_r50(c: ml_collections.ConfigDict) -> None:
+  """ART-R50, the paper's CNN rows (Table I; docs/method.md "TEA
+  backbone"): TEA-R50 from a converted ImageNet Res2Net-50 26w_4s with
+  ImageNet normalisation, no text (the table's "Video"; switch:
+  model.heads.use_text=True with a bank in text_bank.dir), and the paper's
+  schedule with TEA's gradient clipping."""
+  c.model.backbone_kind = "tea"
+  c.model.preset = "r50"
+  # Fields of models/tea.TEA over the preset; the UniFormerV2 ones go.
+  c.model.backbone = ml_collections.ConfigDict({"dropout": 0.5})
+  c.model.heads.use_text = False
+  c.loss.use_ft = False  # no text bank to fine-tune
+  set_paper_schedule(c)
+  c.optim.clip_grad_norm = 20.0  # TEA's (and TSN's) --clip-gradient 20
+  # ImageNet's statistics, as the Res2Net weights were trained.
+  c.data.pixel_mean, c.data.pixel_std = IMAGENET_MEAN, IMAGENET_STD
+  # python -m art_jax.tools.convert_weights --src=res2net50_26w_4s-06e79181.pth
+  #     --dst=weights/res2net50_26w_4s.msgpack --num_classes=K
+  c.init_from.path = "weights/res2net50_26w_4s.msgpack"
+
+
+# runlocal's tiny backbones: two 64-wide UniFormerV2 layers (8x8 patches),
+# or two TEA stages of 16 and 32 planes (stride 8); 4x4 tokens at 32x32.
+_RUNLOCAL_BACKBONE = {
+  "uniformerv2": {
+    "width": 64,
+    "layers": 2,
+    "heads": 2,
+    "patch_size": 8,
+    "return_list": (0, 1),
+    "n_layers": 2,
+    "n_dim": 64,
+    "n_head": 2,
+    "mlp_dropout": (0.5, 0.5),
+  },
+  "tea": {"layers": (1, 1), "planes": (16, 32), "stem_width": 16},
+}
+
+
 def set_runlocal(c: ml_collections.ConfigDict) -> None:
   """Shrinks a config so the real trainer runs a few steps on a laptop CPU.
 
-  A 2-layer, 64-wide UniFormerV2 at 32x32 and 8 frames, no pretrained
-  weights; data and text bank still come from the configured folders.
+  A tiny backbone of the config's kind (`_RUNLOCAL_BACKBONE`) at 32x32 and
+  8 frames, no pretrained weights; data and text bank still come from the
+  configured folders.
   """
-  c.model.backbone.update(
-    {
-      "width": 64,
-      "layers": 2,
-      "heads": 2,
-      "patch_size": 8,
-      "return_list": (0, 1),
-      "n_layers": 2,
-      "n_dim": 64,
-      "n_head": 2,
-      "mlp_dropout": (0.5, 0.5),
-    }
-  )
+  c.model.backbone.update(_RUNLOCAL_BACKBONE[c.model.backbone_kind])
   c.model.heads.update(
     {"latent_dim": 32, "se_layers": 1, "decoder_layers": 1, "num_heads": 2}
   )

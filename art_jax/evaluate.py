@@ -27,7 +27,7 @@ from art_jax import sharding as sh
 from art_jax import state as state_lib
 from art_jax.data import pipeline
 from art_jax.models import art as art_model
-from art_jax.models import build
+from art_jax.models import backbones, build
 
 Batch = Mapping[str, np.ndarray]
 
@@ -253,8 +253,11 @@ class Evaluator:
       in_shardings=(shardings, video),
       out_shardings=replicated,
     )
-    grid = config.data.crop_size // model.backbone["patch_size"]
-    self.grid = (grid, grid)  # patches per side
+    grid = backbones.token_grid(
+      model.backbone_kind, model.backbone, config.data.crop_size
+    )
+    self.grid = (grid, grid)  # tokens per side
+    self.kind = model.backbone_kind
     self.batch_size = config.data.eval_batch_size or config.batch_size
 
   def _global(self, batch: Batch) -> state_lib.Batch:
@@ -309,7 +312,7 @@ class Evaluator:
       (
         self._replicate(g["video"]),
         self._replicate(g["label"]),
-        self._replicate(art_model.class_weights(state.params)),
+        self._replicate(art_model.class_weights(state.params, self.kind)),
       )
     )
     if jax.process_index() == 0:

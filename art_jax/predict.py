@@ -25,7 +25,7 @@ from art_jax import sharding as sh
 from art_jax import state as state_lib
 from art_jax.data import video as video_lib
 from art_jax.models import art as art_model
-from art_jax.models import build
+from art_jax.models import backbones, build
 
 
 def define_flags() -> None:
@@ -82,8 +82,10 @@ def predict(
 ) -> dict:
   """Top classes of `video_path`; writes the tracklet picture."""
   frames = load_clip(video_path, config.data.num_frames, config.data.crop_size)
-  bank, meta = text_bank.load_text_bank(config.text_bank.dir)
-  names = meta["class_names"]
+  bank, meta = text_bank.load_for_config(config)
+  names = meta.get("class_names") or [
+    str(k) for k in range(config.data.num_classes)
+  ]
   rules = sh.LOGICAL_RULES
   mesh = sh.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   model = build.build_model(config)
@@ -121,9 +123,10 @@ def predict(
     "step": int(step),
     "top": [(names[k], float(probs[k])) for k in order],
   }
-  grid = config.data.crop_size // model.backbone["patch_size"]
+  kind = model.backbone_kind
+  grid = backbones.token_grid(kind, model.backbone, config.data.crop_size)
   weights = np.asarray(
-    jax.device_get(art_model.class_weights(state.params)), np.float32
+    jax.device_get(art_model.class_weights(state.params, kind)), np.float32
   )
   image = viz.clip_picture(
     frames,

@@ -47,12 +47,17 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
 
 # Text width D of the CLIP that matches each backbone preset, and the
 # templates M of the bank FLOPs are counted with (`bank_shape`).
-TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768}
+# (r50 with model.heads.use_text: a B/16 CLIP's text, as any CLIP would do.)
+TEXT_DIM = {"b16": 512, "l14": 768, "l14_336": 768, "r50": 512}
 NUM_TEMPLATES = 8
 
 
 def bank_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """(K, M, D) of a text bank shaped like the real one of `config`."""
+  """(K, M, D) of a text bank shaped like the real one of `config`: the
+  blank bank's (K, 1, 1) for a model that reads no text
+  (`text_bank.blank_bank`)."""
+  if not config.model.heads.get("use_text", True):
+    return (config.data.num_classes, 1, 1)
   return (
     config.data.num_classes,
     NUM_TEMPLATES,

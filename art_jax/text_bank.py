@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import tqdm
 import transformers
@@ -269,6 +270,24 @@ def load_text_bank(bank_dir: str) -> tuple[np.ndarray, dict[str, Any]]:
   if problems:
     raise ValueError(f"invalid text bank in {bank_dir}: " + "; ".join(problems))
   return bank, meta
+
+
+def blank_bank(num_classes: int) -> np.ndarray:
+  """The bank of a model that reads no text (model.heads.use_text=False):
+  one zero template of width 1 per class, (K, 1, 1). The heads take only
+  its class count; it keeps the train state's shape and the (unused) text
+  fine-tuning parameters tiny."""
+  return np.zeros((num_classes, 1, 1), np.float32)
+
+
+def load_for_config(
+  config: ml_collections.ConfigDict,
+) -> tuple[np.ndarray, dict[str, Any]]:
+  """(bank, meta) a run reads: text_bank.dir's, or the blank bank (and no
+  meta) when the model reads no text."""
+  if not config.model.heads.get("use_text", True):
+    return blank_bank(config.data.num_classes), {}
+  return load_text_bank(config.text_bank.dir)
 
 
 def read_lines(path: str) -> list[str]:

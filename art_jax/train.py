@@ -38,7 +38,7 @@ from art_jax import (
 from art_jax import sharding as sh
 from art_jax import state as state_lib
 from art_jax.data import pipeline
-from art_jax.models import build
+from art_jax.models import backbones, build
 
 PyTree = Any
 Batch = Mapping[str, jax.Array]
@@ -289,7 +289,7 @@ def train_and_evaluate(
   eval_meta = pipeline.read_metadata(
     config.data.dir, config.data.eval_split, config.data.num_classes
   )
-  bank, bank_meta = text_bank.load_text_bank(config.text_bank.dir)
+  bank, bank_meta = text_bank.load_for_config(config)
   devices = list(devices or jax.devices())
   config_lib.validate(
     config,
@@ -345,11 +345,13 @@ def train_and_evaluate(
   else:
     state = state_lib.create_state(setup, mesh, rules, config.seed, bank)
     if config.init_from.path:
+      kind = model.backbone_kind
       state, report = weights.load_pretrained(
         state,
         config.init_from.path,
-        model.backbone,
+        backbones.build(kind, model.backbone),
         allow_reinit=config.init_from.allow_reinit,
+        classifier=backbones.classifier_prefix(kind),
       )
       if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)

@@ -31,10 +31,12 @@ stacked into the `scan=True` layout with `loop_to_scan` when the model scans.
 
 Params file format (`save_params_file` / `load_params_file`): one msgpack
 file (flax.serialization) holding {"variables": {"params", "batch_stats"},
-"meta": JSON string with the model kwargs, the layout and the source}. It
-is written by `python -m art_jax.tools.convert_weights` and read by a
-training config's `init_from`; `load_params_file(path, model)` converts the
-layout to the model's.
+"meta": JSON string with the format ("art_jax.uniformerv2/1" or
+"art_jax.tea/1"), the model kwargs, the layout, the source and the arrays
+the conversion initialised}. It is written by `python -m
+art_jax.tools.convert_weights` and read by a training config's `init_from`
+(`models.backbones.load_variables`); `load_params_file(path, model)`
+converts the layout to the model's.
 """
 
 import dataclasses
@@ -97,6 +99,9 @@ class LoadReport:
   initialised: list[str] = dataclasses.field(default_factory=list)
   ignored: list[str] = dataclasses.field(default_factory=list)
   notes: list[str] = dataclasses.field(default_factory=list)
+  # Loaded arrays the params file marks as initialised by its conversion,
+  # not pretrained (TEA's ME, MTA and fc from an ImageNet Res2Net).
+  initialised_in_file: list[str] = dataclasses.field(default_factory=list)
 
   def as_json(self) -> dict[str, list[str]]:
     """What `init_from_report.json` holds: "reinitialised" lists the
@@ -105,6 +110,7 @@ class LoadReport:
       "loaded": self.loaded,
       "reinitialised": self.initialised,
       "ignored": self.ignored,
+      "initialised_in_file": self.initialised_in_file,
     }
 
   def __str__(self) -> str:
@@ -803,20 +809,28 @@ def infer_model_kwargs(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def save_params_file(
   path: str,
   variables: Variables,
-  model: uv2.UniFormerV2,
+  model: nn.Module,
   source: str = "",
+  initialised: Sequence[str] = (),
 ) -> None:
-  """Writes variables + metadata as one msgpack file (see module doc)."""
+  """Writes variables + metadata as one msgpack file (see module doc).
+
+  `model` is a UniFormerV2 or a TEA (the format names which);
+  `initialised` lists arrays the conversion did not take from `source`, in
+  this file's layout (LoadReport.initialised of a TEA conversion), so that
+  a run can report them.
+  """
   kwargs = {
     f.name: getattr(model, f.name)
     for f in dataclasses.fields(model)
     if f.name not in ("parent", "name", "dtype", "param_dtype")
   }
   meta = {
-    "format": "art_jax.uniformerv2/1",
-    "layout": "scan" if model.scan else "loop",
+    "format": f"art_jax.{type(model).__name__.lower()}/1",
+    "layout": "scan" if getattr(model, "scan", False) else "loop",
     "model": json.loads(json.dumps(kwargs, default=list)),
     "source": source,
+    "initialised": list(initialised),
   }
   payload = {
     "variables": jax.tree.map(np.asarray, variables),
@@ -838,9 +852,41 @@ def load_params_file(
 ) -> Variables:
   """{'params', 'batch_stats'} from a params file, in `model`'s layout."""
   variables, meta = read_params_file(path)
-  if model is not None and (meta["layout"] == "scan") != model.scan:
-    variables = convert_layout(variables, model, to_scan=model.scan)
+  return fit_layout(variables, meta, model)
+
+
+def fit_layout(
+  variables: Variables, meta: Mapping[str, Any], model: nn.Module | None
+) -> Variables:
+  """A params file's variables in `model`'s layer layout: UniFormerV2's
+  scanned or looped stacks are converted; TEA has one layout."""
+  scan = getattr(model, "scan", None)
+  if scan is not None and (meta["layout"] == "scan") != scan:
+    variables = convert_layout(variables, model, to_scan=scan)
   return variables
+
+
+def params_file_module(meta: Mapping[str, Any]) -> str:
+  """The lowercased module name a params file's format names
+  ("uniformerv2", "tea"; `save_params_file`)."""
+  return meta.get("format", "").split("/")[0].removeprefix("art_jax.")
+
+
+def load_backbone_file(
+  path: str, backbone: nn.Module
+) -> tuple[Variables, dict[str, Any]]:
+  """(variables, metadata) of a params file, in the layout of the unbound
+  `backbone` module; ValueError if the file holds another module (a TEA
+  file for a UniFormerV2, say) rather than loading nothing."""
+  variables, meta = read_params_file(path)
+  got, want = params_file_module(meta), type(backbone).__name__.lower()
+  if got != want:
+    raise ValueError(
+      f"init_from.path={path} holds a {got} params file but "
+      f"model.backbone_kind={want!r}: convert weights for this backbone "
+      "(python -m art_jax.tools.convert_weights)"
+    )
+  return fit_layout(variables, meta, backbone), meta
 
 
 # ----------------------------------------------------------------------------
@@ -854,22 +900,32 @@ CLASSIFIER_PREFIX = f"{uv2.CLASSIFIER}/"
 def load_pretrained(
   state: state_lib.TrainState,
   path: str,
-  backbone: Mapping[str, Any],
+  backbone: Mapping[str, Any] | nn.Module,
   allow_reinit: bool = False,
+  classifier: str = CLASSIFIER_PREFIX,
 ) -> tuple[state_lib.TrainState, LoadReport]:
-  """Loads a converted UniFormerV2/CLIP params file into the backbone.
+  """Loads a converted params file (UniFormerV2/CLIP or TEA) into the
+  backbone: `backbone` is the unbound backbone module
+  (`models.backbones.build(kind, kwargs)`) or UniFormerV2 kwargs.
 
   Leaves whose name and shape match are loaded; checkpoint entries the
   model lacks are ignored; leaves the file lacks keep their initialisation.
   A leaf the file has with another shape is an error (a checkpoint
   converted for another layout would otherwise train with, e.g., a random
-  patch embedding), except the classifier (`CLASSIFIER_PREFIX`), which
-  keeps its initialisation; `allow_reinit` (config init_from.allow_reinit)
-  re-initialises every such leaf instead. Returns the report (paths
-  "params/backbone/..." as in the state).
+  patch embedding), except the backbone's classifier (`classifier`, its
+  leaves' prefix: `models.backbones.classifier_prefix`, "proj_2/" or
+  "fc/": another class count, or a pose head), which keeps its
+  initialisation; `allow_reinit` (config init_from.allow_reinit)
+  re-initialises every such leaf instead. A file of another backbone kind
+  is an error. Returns the report (paths "params/backbone/..." as in the
+  state); its `initialised_in_file` lists the loaded arrays the file marks
+  as not pretrained (convert_weights marks them in TEA files: ME, MTA and
+  fc from an ImageNet Res2Net keep their init there).
   """
+  if isinstance(backbone, Mapping):
+    backbone = uv2.UniFormerV2(**backbone)
   # In this model's layer layout (scanned or not), whatever the file's.
-  loaded_vars = load_params_file(path, uv2.UniFormerV2(**backbone))
+  loaded_vars, meta = load_backbone_file(path, backbone)
   pre_params = flax.traverse_util.flatten_dict(
     loaded_vars.get("params", loaded_vars), sep="/"
   )
@@ -888,9 +944,7 @@ def load_pretrained(
       name = key[len("backbone/") :]
       src = pretrained.get(name)
       wrong_shape = src is not None and src.shape != value.shape
-      if wrong_shape and not (
-        allow_reinit or name.startswith(CLASSIFIER_PREFIX)
-      ):
+      if wrong_shape and not (allow_reinit or name.startswith(classifier)):
         mismatched.append(
           f"{prefix}{key}: file {tuple(src.shape)}, model {tuple(value.shape)}"
         )
@@ -905,6 +959,10 @@ def load_pretrained(
 
   params = merge(state.params, pre_params, "params/")
   batch_stats = merge(state.batch_stats, pre_stats, "batch_stats/")
+  fresh = set(meta.get("initialised", ()))
+  report.initialised_in_file = [
+    k for k in report.loaded if k.replace("/backbone/", "/", 1) in fresh
+  ]
   if mismatched:
     raise ValueError(
       f"init_from.path={path}: {len(mismatched)} backbone leaves have "
@@ -917,9 +975,11 @@ def load_pretrained(
     )
   state = state.replace(params=params, batch_stats=batch_stats)
   logging.info(
-    "init_from %s: loaded %d, re-initialised %d, ignored %d",
+    "init_from %s: loaded %d (%d of them initialised, not pretrained, in "
+    "the file), re-initialised %d, ignored %d",
     path,
     len(report.loaded),
+    len(report.initialised_in_file),
     len(report.initialised),
     len(report.ignored),
   )

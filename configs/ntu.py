@@ -4,7 +4,8 @@ r"""ART on NTU RGB+D 60 / 120 (RGB videos).
       --videos=.../nturgb+d_rgb --out=data/ntu60_xsub
   python -m art_jax.main --config=configs/ntu.py:ntu60_xsub,b16
 
-Variants: ntu60_xsub | ntu60_xview | ntu120_xsub | ntu120_xset, b16 | l14,
+Variants: ntu60_xsub | ntu60_xview | ntu120_xsub | ntu120_xset, b16 | l14 |
+r50 (TEA-R50 from ImageNet Res2Net weights, no text: config_lib.set_r50),
 paper (the paper's SGD recipe from a K400 checkpoint), runlocal.
 """
 
@@ -17,7 +18,7 @@ def get_config(arg: str | None = None):
   v = config_lib.parse_variant(
     arg,
     split=("ntu60_xsub", SPLITS),
-    size=("b16", config_lib.BACKBONE_PRESETS),
+    size=("b16", config_lib.BACKBONE_SIZES),
     runlocal=(False, bool),
     paper=(False, bool),
   )
@@ -33,7 +34,9 @@ def get_config(arg: str | None = None):
   c.optim.lr = 1e-4
   c.optim.warmup_epochs = 2.0
   c.data.num_spatial_crops = 3
-  if v["paper"]:
+  if v["size"] == "r50":  # the paper's CNN rows, always its recipe
+    config_lib.set_r50(c)
+  elif v["paper"]:
     config_lib.set_paper_recipe(c, v["size"])
   if v["runlocal"]:
     config_lib.set_runlocal(c)

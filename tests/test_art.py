@@ -576,3 +576,35 @@ def test_final_classifier_runs_in_float32_under_bf16():
   with nn.intercept_methods(record):
     jax.eval_shape(model.apply, _params(), *_inputs(jnp.bfloat16))
   assert seen == {"in": jnp.float32, "out": jnp.float32}
+
+
+def test_use_text_off_reads_learned_class_vectors_not_the_bank():
+  """ART-R50's switch (docs/method.md, TEA backbone): the k selected
+  classes' vectors are rows of the learned table, whatever the bank holds;
+  with text (the default) the bank's values reach the logits."""
+  tokens, feat, logits, bank = _inputs()
+  other = art.l2_normalize(jax.random.normal(jax.random.key(9), bank.shape))
+  no_text = art.ARTHeads(**SMALL, use_text=False, use_se=False)
+  params = nn.meta.unbox(
+    jax.jit(no_text.init)(jax.random.key(1), tokens, feat, logits, bank)
+  )
+  p = params["params"]
+  assert p["class_embed"].shape == (K, SMALL["latent_dim"])
+  assert "text_proj" not in p and "class_embed" not in _params()["params"]
+  run = jax.jit(no_text.apply)
+  a = run(params, tokens, feat, logits, bank)
+  b = run(params, tokens, feat, logits, other)
+  np.testing.assert_array_equal(a["logits"], b["logits"])
+  np.testing.assert_array_equal(a["responses"], b["responses"])
+  # Without SE the text tokens are the table rows of the selected classes.
+  want = np.asarray(p["class_embed"])[np.asarray(a["topk"])]  # (B, k, d)
+  for t in range(T):
+    np.testing.assert_array_equal(a["text_tokens"][:, t], want)
+  with_text = jax.jit(art.ARTHeads(**SMALL).apply)
+  read = with_text(_params(), tokens, feat, logits, bank)["logits"]
+  changed = with_text(_params(), tokens, feat, logits, other)["logits"]
+  assert not np.allclose(changed, read, atol=1e-4)
+  with pytest.raises(ValueError, match="global_head"):
+    art.ARTHeads(**SMALL, use_text=False, text_selection="video_text").init(
+      jax.random.key(1), tokens, feat, logits, bank
+    )

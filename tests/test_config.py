@@ -64,8 +64,8 @@ def test_steps_follow_batch_size_after_overrides():
   assert steps["warmup_steps"] == 5
 
 
-def _valid(**changes):
-  c = load_config("finegym", "runlocal")
+def override(c, changes):
+  """Sets `{"dotted.key": value}` fields of config `c`; returns `c`."""
   for key, value in changes.items():
     node = c
     *parents, leaf = key.split(".")
@@ -73,6 +73,10 @@ def _valid(**changes):
       node = node[p]
     node[leaf] = value
   return c
+
+
+def _valid(**changes):
+  return override(load_config("finegym", "runlocal"), changes)
 
 
 def test_validate_accepts_a_good_config():
@@ -170,3 +174,129 @@ def test_paper_variant_is_the_papers_recipe(name, arg):
   )
   assert default.optim.name == "adamw" and default.num_epochs == 50
   config_lib.validate(c, num_devices=8)
+
+
+@pytest.mark.parametrize(
+  "name,arg,classes",
+  [("finegym", "gym99,r50", 99), ("finegym", "gym288,r50", 288),
+   ("diving48", "r50", 48), ("ntu", "ntu60_xsub,r50", 60)],
+)  # fmt: skip
+def test_r50_variant_is_art_r50_with_the_papers_recipe(name, arg, classes):
+  from art_jax.models import build  # noqa: PLC0415 - builds the model
+
+  c = load_config(name, arg)
+  assert (c.model.backbone_kind, c.model.preset) == ("tea", "r50")
+  assert c.name.endswith("-r50") and c.data.num_classes == classes
+  assert (c.optim.name, c.optim.lr, c.optim.decay_epochs) == ("sgd", 0.01, 20)
+  assert c.optim.decay_factor == 0.1 and c.num_epochs == 50
+  assert c.optim.clip_grad_norm == 20.0  # TEA's --clip-gradient
+  assert c.model.heads.dropout_rate == 0.5 == c.model.backbone.dropout
+  assert (c.data.num_frames, c.data.crop_size) == (16, 224)
+  assert (c.data.num_test_clips, c.data.num_spatial_crops) == (1, 1)
+  assert config_lib.pixel_stats(c) == (
+    config_lib.IMAGENET_MEAN,
+    config_lib.IMAGENET_STD,
+  )
+  assert c.init_from.path == "weights/res2net50_26w_4s.msgpack"
+  # No text: the table's "Video" (docs/method.md, TEA backbone).
+  assert not c.model.heads.use_text and not c.loss.use_ft
+  config_lib.validate(c, num_devices=8)
+  model = build.build_model(c)
+  assert model.backbone_kind == "tea"
+  assert model.backbone["layers"] == (3, 4, 6, 3)
+  assert model.backbone["num_segments"] == 16
+  assert model.backbone["num_classes"] == classes
+  assert model.backbone["dropout"] == 0.5
+  assert "attention_impl" not in model.backbone  # the heads' only
+
+
+def test_r50_runlocal_is_a_tiny_tea_and_paper_is_no_extra():
+  c = load_config("finegym", "gym99,r50,runlocal")
+  assert c.model.backbone_kind == "tea"
+  assert tuple(c.model.backbone.layers) == (1, 1)
+  assert (c.data.crop_size, c.data.num_frames) == (32, 8)
+  assert c.init_from.path is None
+  c.text_bank.dir = None  # no text: no bank to read
+  config_lib.validate(c, num_devices=8)
+  # paper + r50 is r50 (its recipe is the paper's).
+  assert load_config("finegym", "r50,paper").to_dict() == (
+    load_config("finegym", "r50").to_dict()
+  )
+
+
+def test_demo_r50_is_tea_from_scratch_without_text():
+  c = load_config("demo", "r50")
+  assert (c.model.backbone_kind, c.model.heads.use_text) == ("tea", False)
+  assert c.init_from.path is None and c.init_from.pose_pretrain.steps == 0
+  assert c.text_bank.clip is None and not c.loss.use_ft
+  assert c.data.num_frames == 8 and c.data.crop_size == 48
+  config_lib.validate(c, num_devices=1)
+  small = load_config("demo", "r50,runlocal")
+  assert small.init_from.path is None and small.total_steps == 4
+  config_lib.validate(small, num_devices=1)
+
+
+def _r50(**changes):
+  c = load_config("finegym", "r50,runlocal")
+  with c.unlocked():  # model.backbone.width: a field TEA lacks
+    return override(c, changes)
+
+
+@pytest.mark.parametrize(
+  "changes,message",
+  [
+    ({"model.backbone_kind": "resnet"}, "'uniformerv2', 'tea'"),
+    ({"model.preset": "l14"}, r"no TEA size; use one of \('r50',\)"),
+    ({"model.backbone.width": 64}, r"TEA does not take: \['width'\]"),
+    ({"model.backbone.scale": 1}, "scale=1 must be >= 2"),
+    ({"loss.use_ft": True}, "use_text=False reads no text, but loss.use_ft"),
+    ({"loss.use_align": True}, "loss.use_align"),
+    ({"model.heads.text_selection": "video_text"}, "text_selection"),
+  ],
+)
+def test_validate_rejects_what_tea_cannot_do(changes, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(_r50(**changes), num_devices=8)
+
+
+def test_the_demos_pose_pretraining_refuses_tea():
+  """Pose pretraining (a demo knob, art_jax.demo) pretrains a UniFormerV2."""
+  from art_jax.demo import inputs  # noqa: PLC0415
+
+  c = load_config("demo", "r50")
+  c.init_from.pose_pretrain.steps = 5
+  c.init_from.path = "pose.msgpack"
+  with pytest.raises(
+    config_lib.ConfigError, match="pose_pretrain pretrains a Uni"
+  ):
+    inputs.check_config(c)
+
+
+def test_tea_takes_cudnn_attention_in_its_heads_only():
+  from art_jax.models import build  # noqa: PLC0415 - builds the model
+
+  c = _r50(**{"model.attention_impl": "cudnn", "model.dtype": "bfloat16"})
+  config_lib.validate(c, num_devices=8)
+  model = build.build_model(c)
+  assert model.heads["attention_impl"] == "cudnn"
+  assert "attention_impl" not in model.backbone and "scan" not in model.backbone
+
+
+def test_the_uniformerv2_default_keeps_its_fields():
+  """The ViT path builds the same kwargs as before the backbone choice."""
+  from art_jax.models import build, uniformerv2  # noqa: PLC0415
+
+  c = load_config("finegym", "runlocal")
+  model = build.build_model(c)
+  want = uniformerv2.preset_kwargs(
+    "b16",
+    num_classes=99,
+    t_size=8,
+    input_resolution=32,
+    **c.model.backbone.to_dict(),
+  )
+  want.update(remat_policy="nothing_saveable", scan=True, attention_impl="xla")
+  got = {k: v for k, v in model.backbone.items() if k not in ("dtype",)}
+  got.pop("param_dtype")
+  assert model.backbone_kind == "uniformerv2" and got == want
+  assert model.heads["use_text"]

@@ -18,3 +18,19 @@ def test_flops_grow_with_frames_and_count_every_layer():
   backbone_params = float(two[0]["params (M)"])
   assert art_params > backbone_params
   assert two[0]["model"] == "UniFormerV2 B16"
+
+
+def test_tea_r50_rows_count_res2net_flops_per_frame():
+  """TEA-R50 is a per-frame Res2Net-50 26w_4s (4.2 GMAC at 224 in the
+  Res2Net paper) plus ME and MTA; ART-R50 adds the heads on 49 tokens of
+  every frame. Counted like the UniFormerV2 rows (unrolled, MAC = 1)."""
+  rows = model_stats.stats("r50", 4, 10, 2, "preset")
+  tea, full = rows
+  assert (tea["model"], full["model"]) == ("TEA R50", "ART R50")
+  assert (tea["paper GFLOPs"], full["paper GFLOPs"]) == ("70", "72")
+  per_frame = float(tea["GFLOPs/view"]) / 4
+  assert 4.0 <= per_frame <= 4.8, per_frame
+  assert float(full["GFLOPs/view"]) > float(tea["GFLOPs/view"])
+  # 23.65 M Res2Net-50 without its fc, ME, MTA and a 10-class fc (24.12 M
+  # in test_tea), printed with two decimals.
+  assert tea["params (M)"] == "24.12"

@@ -143,3 +143,38 @@ def test_weight_decay_applies_to_masked_leaves_only():
   updates, _ = tx.update(zeros, tx.init(params), params)
   assert float(updates["heads"]["classifier"]["kernel"][0, 0]) == -0.5
   assert float(updates["heads"]["agent_bank"][0, 0, 0]) == 0.0
+
+
+def test_weight_decay_mask_on_art_r50():
+  """TEA's BatchNorm scales and biases and ART's learned class vectors
+  never decay; conv kernels (MTA's temporal ones too) and fc do."""
+  from test_config import load_config
+
+  from art_jax import text_bank
+  from art_jax.models import build
+
+  c = load_config("finegym", "r50,runlocal")
+  model = build.build_model(c)
+  video = jnp.zeros((1, 8, 32, 32, 3))
+  bank = jnp.asarray(text_bank.blank_bank(99))
+  params = jax.eval_shape(model.init, jax.random.key(0), video, bank)
+  params = nn.meta.unbox(params["params"])
+  mask = optim.weight_decay_mask(params)
+  flat = {
+    optim.path_str(p): on for p, on in jax.tree_util.tree_leaves_with_path(mask)
+  }
+  for name in (
+    "backbone/bn1/scale",
+    "backbone/layer1_0/bns_0/bias",
+    "backbone/layer2_0/me/bn3/scale",
+    "backbone/fc/bias",
+    "heads/class_embed",
+  ):
+    assert not flat[name], name
+  for name in (
+    "backbone/conv1/kernel",
+    "backbone/layer1_0/shifts_0/kernel",
+    "backbone/layer2_0/me/conv2/kernel",
+    "backbone/fc/kernel",
+  ):
+    assert flat[name], name

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny_data
-from test_config import load_config
+from test_config import load_config, override
 
 from art_jax import evaluate, train
 from art_jax import state as state_lib
@@ -35,13 +35,7 @@ def make_config(data, **changes):
   c.data.num_classes = 4
   c.model.heads.num_queries = 2
   c.model.heads.top_k = 4
-  for key, value in changes.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return override(c, changes)
 
 
 def read_jsonl(path):
@@ -426,3 +420,75 @@ def test_the_step_and_predict_normalise_with_the_given_pixel_stats():
       return float(jax.jit(step)(fresh, batch)[1]["train/loss"])
 
   assert step_loss(kinetics) != step_loss(build.CLIP_STATS)
+
+
+def test_art_r50_trains_with_batch_norm_and_evaluates_on_running_stats(
+  data, tmp_path
+):
+  """configs/finegym.py:gym99,r50,runlocal through the trainer: TEA from a
+  converted Res2Net file, no text bank (none is read), BatchNorm statistics
+  updated by the step, evaluation with the running ones, tracklet pictures
+  on TEA's token grid with fc's class weights."""
+  import torch  # noqa: PLC0415
+  from test_backbones import res2net_state_dict  # noqa: PLC0415
+
+  from art_jax import checkpointing, optim, text_bank  # noqa: PLC0415
+  from art_jax import sharding as sh  # noqa: PLC0415
+  from art_jax.models import backbones  # noqa: PLC0415
+  from art_jax.tools import convert_weights  # noqa: PLC0415
+
+  c = load_config("finegym", "gym99,r50,runlocal")
+  c.data.dir = data["data"]
+  c.text_bank.dir = None
+  c.data.num_classes = 4
+  c.model.heads.top_k = 4
+  c.total_steps = 2
+  c.eval_every_steps = 2
+  model = build.build_model(c)
+  src, dst = str(tmp_path / "res2net.pth"), str(tmp_path / "res2net.msgpack")
+  torch.save(res2net_state_dict(model.backbone), src)
+  fields = {k: model.backbone[k] for k in ("layers", "planes", "stem_width")}
+  convert_weights.convert(src, dst, num_classes=4, overrides=fields)
+  c.init_from.path = dst
+  workdir = str(tmp_path / "run")
+  result = train.train_and_evaluate(c, workdir)
+  assert result["steps"] == 2 and all(np.isfinite(result["losses"]))
+  assert 0.0 <= result["top1"] <= 1.0
+  report = read_init_report(workdir)
+  assert not report["reinitialised_params"]  # 4 classes in the file too
+  assert any("/me/" in k for k in report["initialised_in_file"])
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  logged = set().union(*rows)
+  assert "train/ce_final" in logged and "train/vc" not in logged
+  assert "step2_clip0.png" in os.listdir(os.path.join(workdir, "tracklets"))
+
+  # The checkpoint's BatchNorm statistics moved away from the file's.
+  mesh = sh.make_mesh({"data": 1}, devices=jax.devices()[:1])
+  tx = optim.make_optimizer(c.optim, lambda _: 0.0)
+  bank = text_bank.blank_bank(4)
+  setup = state_lib.setup_state(
+    model, tx, mesh, sh.LOGICAL_RULES, (8, 8, 32, 32, 3), bank.shape
+  )
+  manager = checkpointing.make_manager(
+    os.path.join(workdir, "checkpoints"),
+    keep=3,
+    keep_best=False,
+    best_metric="top1",
+    async_save=False,
+  )
+  state, _ = checkpointing.restore(manager, 2, setup.abstract, None)
+  manager.close()
+  file_stats, _ = backbones.load_variables("tea", dst, model.backbone)
+  moved = np.asarray(state.batch_stats["backbone"]["layer1_0"]["bn1"]["mean"])
+  assert not np.allclose(
+    moved, file_stats["batch_stats"]["layer1_0"]["bn1"]["mean"]
+  )
+  # Eval mode reads the running statistics: a clip's probabilities do not
+  # depend on the other clips of its batch.
+  predict = jax.jit(evaluate.make_predict_fn(model, jnp.float32))
+  video = np.random.default_rng(0).integers(0, 256, (2, 8, 32, 32, 3))
+  video = video.astype(np.uint8)
+  with jax.set_mesh(mesh):
+    both = predict(state, video)
+    alone = predict(state, video[:1])
+  np.testing.assert_allclose(both[0], alone[0], rtol=1e-5, atol=1e-6)

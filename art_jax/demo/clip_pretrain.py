@@ -97,6 +97,14 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     ]
   tp, p = tb.pretrain, "text_bank.pretrain"
   problems = []
+  kind = config.model.backbone_kind
+  if kind != "uniformerv2":
+    problems.append(
+      f"text_bank.clip={CLIP_NAME!r}: the tiny CLIP's video tower is the "
+      f"config's UniFormerV2, but model.backbone_kind={kind!r}; build the "
+      "bank with a UniFormerV2 config (configs/demo.py) and point "
+      "text_bank.dir at it, with text_bank.clip unset"
+    )
   if not tb.dir:
     problems.append(f"text_bank.clip={CLIP_NAME!r} needs text_bank.dir")
   if tp.steps < 1:

@@ -114,6 +114,8 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 def ensure_text_bank(config: ml_collections.ConfigDict) -> None:
   """Builds bank.npy + bank.json in text_bank.dir from text_bank.clip."""
   tb = config.text_bank
+  if not config.model.heads.use_text:
+    return  # the model reads no text (text_bank.blank_bank)
   pretrained = tb.clip == clip_pretrain.CLIP_NAME
   if os.path.exists(os.path.join(tb.dir, text_bank.BANK_FILE)) and (
     not pretrained or clip_pretrain.is_built(config)

@@ -320,6 +320,12 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
   if pose.steps <= 0:
     return []
   problems = []
+  kind = config.model.get("backbone_kind", "uniformerv2")
+  if kind != "uniformerv2":
+    problems.append(
+      "init_from.pose_pretrain pretrains a UniFormerV2, but "
+      f"model.backbone_kind={kind!r}: set init_from.pose_pretrain.steps=0"
+    )
   if not config.init_from.path:
     problems.append(
       "init_from.pose_pretrain.steps > 0 needs init_from.path (the params "

@@ -1,4 +1,4 @@
-"""ART: Action-Region Tracking heads on a UniFormerV2 backbone.
+"""ART: Action-Region Tracking heads on a UniFormerV2 or TEA backbone.
 
 Spec sections 3-9 (docs/method.md walks through them with these names):
 
@@ -7,7 +7,8 @@ Spec sections 3-9 (docs/method.md walks through them with these names):
     top-k selection (§3), spatial semantic enhancement SE (§4), region
     queries and responses RSSA (§5), tracklets (§6), tracklet aggregation TA
     (§8) and the final classifier (§9).
-  * `ART` composes `UniFormerV2` and `ARTHeads`.
+  * `ART` composes a backbone (`backbones.KINDS`: UniFormerV2 or TEA) and
+    `ARTHeads`.
 
 The heads also own the two parameters that only the text fine-tuning losses
 read: the agent bank S' (`agent_bank`, (K, M, D)) and the class prototypes
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from art_jax import sharding as sh
-from art_jax.models import layers, uniformerv2
+from art_jax.models import backbones, layers
 
 Dtype = Any
 
@@ -175,6 +176,11 @@ class ARTHeads(nn.Module):
       backbone's logits.
     use_se: False replaces SE by the identity (setting 3).
     use_ta: False sums each tracklet over time instead of TA (setting 2).
+    use_text: False reads no text (paper Table I's ART-R50, input modality
+      "Video"; docs/method.md): the k selected classes' vectors are rows of
+      a learned class table (K, d), `class_embed`, instead of the bank's
+      projected text; the bank is then only a placeholder for its class
+      count. Needs text_selection="global_head" (no text to score).
     ta_temperature: κ_a of the temporal saliency softmax.
     dropout_rate: before the final linear classifier.
     layer_dropout_rate: on the residual branches of SE / decoder layers.
@@ -201,6 +207,7 @@ class ARTHeads(nn.Module):
   use_rssa: bool = True
   use_se: bool = True
   use_ta: bool = True
+  use_text: bool = True
   ta_temperature: float = 0.1
   dropout_rate: float = 0.5
   layer_dropout_rate: float = 0.0
@@ -290,6 +297,10 @@ class ARTHeads(nn.Module):
       raise ValueError(
         f"text_selection={self.text_selection!r} not in {TEXT_SELECTIONS}"
       )
+    if not self.use_text and self.text_selection != "global_head":
+      raise ValueError(
+        "use_text=False scores no text: use text_selection='global_head'"
+      )
     policies = ("none", *layers.REMAT_POLICIES)
     if self.remat_policy not in policies:
       raise ValueError(f"remat_policy={self.remat_policy!r} not in {policies}")
@@ -344,8 +355,19 @@ class ARTHeads(nn.Module):
     if not self.use_rssa:
       return out
 
-    text = class_text[topk]  # T_k (B, k, D)
-    text = self._dense(d, (sh.TEXT_EMBED, sh.EMBED), "text_proj")(text)
+    if self.use_text:
+      text = class_text[topk]  # T_k (B, k, D)
+      text = self._dense(d, (sh.TEXT_EMBED, sh.EMBED), "text_proj")(text)
+    else:  # E = C[topk]: learned class vectors in place of W_t T_k
+      table = self.param(
+        "class_embed",
+        nn.with_logical_partitioning(
+          nn.initializers.normal(0.02), (sh.CLASSES, sh.EMBED)
+        ),
+        (self.num_classes, d),
+        self.param_dtype,
+      )
+      text = table[topk].astype(self.dtype)
     x = self._dense(d, (sh.EMBED, sh.MLP), "token_proj")(tokens)
     x = nn.with_logical_constraint(x, (sh.BATCH, sh.TIME, sh.LENGTH, sh.EMBED))
 
@@ -431,19 +453,22 @@ class ARTHeads(nn.Module):
 
 
 class ART(nn.Module):
-  """UniFormerV2 backbone + ARTHeads.
+  """A backbone (UniFormerV2 or TEA) + ARTHeads.
 
   Attributes:
-    backbone: kwargs of `UniFormerV2` (a preset, possibly overridden).
+    backbone: kwargs of the backbone module (a preset, possibly
+      overridden; `backbones.kwargs_from_config`).
     heads: kwargs of `ARTHeads`; `num_classes` defaults to the backbone's.
+    backbone_kind: a key of `backbones.KINDS` ("uniformerv2" or "tea").
     dtype / param_dtype: set on both parts unless their kwargs name them.
 
-  Parameters live under `backbone/` (so converted UniFormerV2 weights load
-  as a subtree) and `heads/`.
+  Parameters live under `backbone/` (so converted backbone weights load as
+  a subtree) and `heads/`.
   """
 
   backbone: Mapping[str, Any]
   heads: Mapping[str, Any]
+  backbone_kind: str = "uniformerv2"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -461,7 +486,7 @@ class ART(nn.Module):
       **dtypes,
       **self.heads,
     }
-    feats = uniformerv2.UniFormerV2(**backbone_kw, name="backbone")(
+    feats = backbones.build(self.backbone_kind, backbone_kw, name="backbone")(
       video, train=train
     )
     out = ARTHeads(**heads_kw, name="heads")(
@@ -475,7 +500,10 @@ class ART(nn.Module):
     return out
 
 
-def class_weights(params: Mapping[str, Any]) -> jax.Array:
-  """The backbone classifier's kernel (C, K) in ART's params: the
-  class-activation map projects patch tokens on its column k."""
-  return params["backbone"][uniformerv2.CLASSIFIER]["kernel"]
+def class_weights(
+  params: Mapping[str, Any], kind: str = "uniformerv2"
+) -> jax.Array:
+  """The backbone classifier's kernel (C, K) in ART's params (`kind`: the
+  backbone, `ART.backbone_kind`): the class-activation map projects the
+  tokens on its column k."""
+  return backbones.classifier_kernel(kind, params["backbone"])

@@ -10,7 +10,7 @@ import ml_collections
 
 from art_jax import config_lib
 from art_jax.models import art as art_model
-from art_jax.models import uniformerv2
+from art_jax.models import backbones
 
 DTYPES = {
   "float32": jnp.float32,
@@ -23,28 +23,21 @@ CLIP_STATS: PixelStats = (config_lib.CLIP_MEAN, config_lib.CLIP_STD)
 
 
 def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The UniFormerV2 fields of `config`: the preset, overridden by
-  `config.model.backbone`, with the run's dtypes, remat and scan."""
+  """The backbone's module fields from `config`: the preset of
+  `config.model.backbone_kind`, overridden by `config.model.backbone`,
+  with the run's dtypes and the model fields it shares (remat, and for
+  UniFormerV2 scan and attention; `backbones.kwargs_from_config`)."""
   m = config.model
-  backbone = uniformerv2.preset_kwargs(
-    m.preset,
-    num_classes=config.data.num_classes,
-    t_size=config.data.num_frames,
-    input_resolution=config.data.crop_size,
-    **m.backbone.to_dict(),
-  )
-  backbone.update(
+  return dict(
+    backbones.kwargs_from_config(config),
     dtype=DTYPES[m.dtype],
     param_dtype=DTYPES[m.param_dtype],
-    remat_policy=m.remat_policy,
-    scan=m.scan,
-    attention_impl=m.attention_impl,
   )
-  return backbone
 
 
 def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
-  """ART with the preset backbone, overridden by `config.model.backbone`."""
+  """ART with the preset backbone of `config.model.backbone_kind`,
+  overridden by `config.model.backbone`."""
   m = config.model
   heads = dict(
     m.heads.to_dict(),
@@ -56,6 +49,7 @@ def build_model(config: ml_collections.ConfigDict) -> art_model.ART:
   return art_model.ART(
     backbone=backbone_kwargs(config),
     heads=heads,
+    backbone_kind=m.get("backbone_kind", "uniformerv2"),
     dtype=DTYPES[m.dtype],
     param_dtype=DTYPES[m.param_dtype],
   )

@@ -64,6 +64,20 @@ fc_init = nn.initializers.normal(stddev=0.001)
 
 FEATURE_AXES = (sh.BATCH, sh.TIME, None, None, sh.EMBED)
 
+# Sizes (the fields that differ from TEA's defaults); ART's CNN rows use r50.
+PRESETS: dict[str, dict[str, Any]] = {
+  "r50": dict(layers=(3, 4, 6, 3), base_width=26, scale=4),
+}
+
+
+def feature_size(size: int, stages: int) -> int:
+  """Side of the last stage's map for `size` input pixels: the stem conv,
+  its max pool and every stage after the first halve it (ceil, as padded
+  stride-2 convs do): 224 -> 7 for the four stages of R50."""
+  for _ in range(stages + 1):
+    size = -(-size // 2)
+  return size
+
 
 def shift_init(shift: bool) -> layers.Initializer:
   """MTA temporal kernel (3, C) init: identity, or the official part shift.

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from art_jax import config_lib, optim, reporting, train
+from art_jax import config_lib, optim, reporting, text_bank, train
 from art_jax import sharding as sh
 from art_jax import state as state_lib
 from art_jax.models import build
@@ -24,7 +24,9 @@ from art_jax.models import build
 
 def random_bank(config: ml_collections.ConfigDict, seed: int = 0) -> np.ndarray:
   """A unit-norm (K, M, D) bank shaped like the real one
-  (`reporting.bank_shape`)."""
+  (`reporting.bank_shape`; the blank bank of a model that reads no text)."""
+  if not config.model.heads.use_text:
+    return text_bank.blank_bank(config.data.num_classes)
   bank = np.random.default_rng(seed).normal(size=reporting.bank_shape(config))
   return (bank / np.linalg.norm(bank, axis=-1, keepdims=True)).astype(
     np.float32

@@ -1,7 +1,11 @@
-r"""Parameters and XLA-counted GFLOPs of UniFormerV2 and ART, per view.
+r"""Parameters and XLA-counted GFLOPs of the backbones and ART, per view.
 
-  python -m art_jax.tools.model_stats [--presets=b16,l14] [--frames=16]
+  python -m art_jax.tools.model_stats [--presets=b16,l14,r50] [--frames=16]
       [--num_classes=99] [--compile_l14]
+
+Presets b16 / l14 / l14_336 are UniFormerV2 (each backbone recipe below);
+r50 is TEA-R50 and ART-R50 at 224, the heads without text as the r50
+configs run them (config_lib.set_r50).
 
 Parameters are counted on `jax.eval_shape` (nothing is allocated; BatchNorm
 statistics excluded, like PyTorch's parameters()). FLOPs come from XLA's
@@ -18,14 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from art_jax import config_lib, reporting
-from art_jax.models import art, uniformerv2
+from art_jax import config_lib, reporting, text_bank
+from art_jax.models import art, backbones, uniformerv2
 from art_jax.tools import bench_lib
 
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program."""
-  flags.DEFINE_list("presets", ["b16", "l14"], "Backbone presets.")
+  flags.DEFINE_list("presets", ["b16", "l14", "r50"], "Backbone presets.")
   flags.DEFINE_integer("frames", 16, "Input frames T.")
   flags.DEFINE_integer("num_classes", 99, "Classes K (Gym99).")
   flags.DEFINE_integer("templates", 16, "Prompt templates M.")
@@ -39,6 +43,9 @@ PAPER = {
   ("UniFormerV2", "l14"): ("1332", "345.05"),
   ("ART", "b16"): ("436", "-"),
   ("ART", "l14"): ("1390 (1429 in Table VII)", "365.01"),
+  # Table I, CNN rows (16 frames): TEA as the paper lists it, and ART-R50.
+  ("TEA", "r50"): ("70", "-"),
+  ("ART", "r50"): ("72", "-"),
 }
 
 
@@ -75,20 +82,40 @@ def _models(
   return kwargs, backbone, full
 
 
+def _tea_models(frames: int, num_classes: int):
+  """TEA-R50 and ART-R50 (heads without text, as config_lib.set_r50)."""
+  kwargs = backbones.preset_kwargs(
+    "tea", "r50", num_classes=num_classes, num_segments=frames
+  )
+  full = art.ART(
+    backbone=kwargs,
+    heads={"num_classes": num_classes, "scan": False, "use_text": False},
+    backbone_kind="tea",
+  )
+  return backbones.build("tea", kwargs), full
+
+
 def stats(
   preset: str, frames: int, num_classes: int, templates: int, recipe: str
 ):
-  """Rows for UniFormerV2 and ART at `preset` with a backbone recipe."""
-  kwargs, backbone, full = _models(preset, frames, num_classes, recipe=recipe)
-  res = kwargs["input_resolution"]
+  """Rows for the backbone and ART at `preset` (UniFormerV2 with a
+  backbone recipe, or r50: TEA, whose `recipe` is not read)."""
+  if preset == "r50":
+    backbone_name, res = "TEA", 224
+    backbone, full = _tea_models(frames, num_classes)
+    bank_shape = text_bank.blank_bank(num_classes).shape
+    recipe = "-"
+  else:
+    backbone_name = "UniFormerV2"
+    kwargs, backbone, full = _models(preset, frames, num_classes, recipe=recipe)
+    res = kwargs["input_resolution"]
+    bank_shape = (num_classes, templates, reporting.TEXT_DIM[preset])
   video = jax.ShapeDtypeStruct((1, frames, res, res, 3), jnp.float32)
-  bank = jax.ShapeDtypeStruct(
-    (num_classes, templates, reporting.TEXT_DIM[preset]), jnp.float32
-  )
+  bank = jax.ShapeDtypeStruct(bank_shape, jnp.float32)
   key = jax.random.key(0)
   rows = []
   for name, model, args in (
-    ("UniFormerV2", backbone, (video,)),
+    (backbone_name, backbone, (video,)),
     ("ART", full, (video, bank)),
   ):
     variables = jax.eval_shape(
@@ -150,6 +177,8 @@ def main(argv):
   rows = []
   for recipe in RECIPES:
     for preset in flags.FLAGS.presets:
+      if preset == "r50" and recipe != "preset":
+        continue  # the recipes are UniFormerV2's
       rows += stats(
         preset,
         flags.FLAGS.frames,
