@@ -207,3 +207,19 @@ def test_command_line_writes_the_file_and_prints_the_summary(tmp_path):
   summary = json.loads(proc.stdout[proc.stdout.index("{") :])
   assert summary["out"] == str(out) and summary["steps"] == 2
   assert os.path.exists(out)
+
+
+def test_shuffled_batches_walk_a_seeded_permutation_per_epoch():
+  """Batches are sorted slices of one permutation per epoch, drawn from
+  default_rng(seed) in order; a tail shorter than a batch is dropped."""
+  from itertools import islice
+
+  from art_jax.demo.pose_pretrain import shuffled_batches
+
+  got = list(islice(shuffled_batches(10, 4, seed=3), 5))
+  rng = np.random.default_rng(3)
+  first, second, third = (rng.permutation(10) for _ in range(3))
+  want = [first[:4], first[4:8], second[:4], second[4:8], third[:4]]
+  assert all(b.shape == (4,) for b in got)
+  for b, w in zip(got, want):
+    np.testing.assert_array_equal(b, np.sort(w))

@@ -551,14 +551,10 @@ def pretrain(
     "heldout_accuracy_at_init": heldout_accuracy(params, stats),
     "init_backbone_loaded": loaded,
   }
-  order = np.random.default_rng(tp.seed).permutation
-  perm, pos, recent, first = order(len(videos)), 0, [], None
+  batches = pose_pretrain.shuffled_batches(len(videos), tp.batch_size, tp.seed)
+  recent, first = [], None
   t_train = time.time()
-  for step in range(1, tp.steps + 1):
-    if pos + tp.batch_size > len(perm):
-      perm, pos = order(len(videos)), 0
-    idx = np.sort(perm[pos : pos + tp.batch_size])
-    pos += tp.batch_size
+  for step, idx in zip(range(1, tp.steps + 1), batches):
     # A fresh phrasing of every caption each time its clip is drawn.
     rng = np.random.default_rng([tp.seed, 10, step])
     ev = [events[i] for i in idx]

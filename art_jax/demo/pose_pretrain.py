@@ -35,6 +35,7 @@ decoder) start trained too. On the demo it read 69.4% against the stills'
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -139,6 +140,20 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     remat_policy="none",
   )
   return kw
+
+
+def shuffled_batches(
+  n: int, batch_size: int, seed: int
+) -> Iterator[np.ndarray]:
+  """Endless sorted index batches (batch_size,) of range(n): a fresh
+  permutation per epoch (seeded), the tail shorter than a batch dropped."""
+  order = np.random.default_rng(seed).permutation
+  perm, pos = order(n), 0
+  while True:
+    if pos + batch_size > len(perm):
+      perm, pos = order(n), 0
+    yield np.sort(perm[pos : pos + batch_size])
+    pos += batch_size
 
 
 def clear_padding_taps(kernel: np.ndarray, frames: int = 2) -> np.ndarray:
@@ -258,14 +273,10 @@ def pretrain(
     return sum(errs) / len(val_images)
 
   summary = {"val_error_px_at_init": val_error(params, stats)}
-  order = np.random.default_rng(pp.seed).permutation
-  perm, pos, recent = order(len(images)), 0, []
+  batches = shuffled_batches(len(images), pp.batch_size, pp.seed)
+  recent = []
   t_train = time.time()
-  for step in range(1, pp.steps + 1):
-    if pos + pp.batch_size > len(perm):
-      perm, pos = order(len(images)), 0
-    idx = np.sort(perm[pos : pos + pp.batch_size])
-    pos += pp.batch_size
+  for step, idx in zip(range(1, pp.steps + 1), batches):
     params, stats, opt_state, err = train_step(
       params,
       stats,
